@@ -1,0 +1,605 @@
+# -*- test-case-name: tests.test_channel -*-
+"""
+The serial channel core: one per serial port.
+
+A L{SerialChannel} owns the serial device (through an injectable opener),
+its settings, modem lines, statistics, data packing and the multiplexer that
+connects it to the front-ends (TCP Server connections, Real COM pairs, …).
+Front-ends implement L{IChannelSession} and attach themselves.
+
+Data paths and backpressure:
+
+  serial → network: SerialPort → packing → every attached session.  A
+  session whose transport is full reports itself jammed; with "ignore
+  jammed IP" it is skipped (its data dropped and counted), otherwise the
+  serial reader is paused until every session drains.  Either way memory
+  stays bounded.
+
+  network → serial: sessions call L{SerialChannel.write}; bytes are queued
+  to the device in arrival order (FIFO).  When the device's write buffer is
+  full the SerialPort pauses us and we pause reading from every session.
+
+The device may be missing at start or vanish (USB unplug): the channel logs
+once, retries with backoff on the injected clock and reopens with the same
+settings; sessions are told and stay connected.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.application import service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface, implementer
+
+from nport_twisted.packing import Packer, PackingConfig
+from nport_twisted.serialdev import ISerialControl, LineCounters, ModemLines, Opener, SerialHandle
+from nport_twisted.settings import SerialSettings
+
+
+class IChannelSession(Interface):
+    """A front-end attached to a serial channel: one connection or peer."""
+
+    def serial_data(data: bytes) -> None:
+        """Bytes from the serial device (after packing) for this peer."""
+
+    def modem_lines_changed(old: ModemLines, new: ModemLines) -> None:
+        """CTS/DSR/RI/DCD changed on the device."""
+
+    def line_errors(events: LineEvents) -> None:
+        """The device reported parity/framing/overrun errors or a break."""
+
+    def device_state_changed(available: bool) -> None:
+        """The serial device vanished (False) or was (re)opened (True)."""
+
+    def pause_input() -> None:
+        """Stop reading from the network: the serial device is not keeping up."""
+
+    def resume_input() -> None:
+        """Resume reading from the network."""
+
+
+@attrs.frozen
+class LineEvents:
+    """New line events since the last sample (counts)."""
+
+    parity: int = 0
+    framing: int = 0
+    overrun: int = 0
+    buffer_overrun: int = 0
+    breaks: int = 0
+
+    def __bool__(self) -> bool:
+        return any((self.parity, self.framing, self.overrun, self.buffer_overrun, self.breaks))
+
+
+@attrs.define
+class ChannelStats:
+    """Counters of one port, for the monitor pages and the JSON API."""
+
+    serial_rx_bytes: int = 0  # read from the device
+    serial_tx_bytes: int = 0  # written to the device
+    serial_rx_dropped: int = 0  # device bytes not delivered to a jammed/absent peer
+    serial_tx_dropped: int = 0  # network bytes dropped while the device was absent
+    frames: int = 0  # packed frames sent to the network
+    parity_errors: int = 0
+    framing_errors: int = 0
+    overrun_errors: int = 0
+    breaks: int = 0
+    connections_total: int = 0
+    connections_active: int = 0
+    opens: int = 0
+    open_failures: int = 0
+
+
+class _SerialProtocol(Protocol):
+    """Receives the SerialPort's events; never lets an exception out (style.md §2.13)."""
+
+    def __init__(self, channel: SerialChannel) -> None:
+        self._channel = channel
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            self._channel._serial_received(data)
+        except Exception:
+            self._channel._log.failure("{channel}: error handling serial data", channel=self._channel.name)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self._channel._serial_lost(self, reason)
+
+
+@implementer(IPushProducer)
+class _WriteProducer:
+    """Registered with the SerialPort: its buffer state pauses every session."""
+
+    def __init__(self, channel: SerialChannel) -> None:
+        self._channel = channel
+
+    def pauseProducing(self) -> None:
+        self._channel._set_tx_paused(True)
+
+    def resumeProducing(self) -> None:
+        self._channel._set_tx_paused(False)
+
+    def stopProducing(self) -> None:
+        self._channel._set_tx_paused(False)
+
+
+_BACKOFF_START = 0.5
+_BACKOFF_MAX = 5.0
+
+
+class SerialChannel(service.Service):
+    """
+    One serial port and everything attached to it.
+
+    @param keep_open: open the device at start and keep it open (TCP Server
+        and most modes); when False it is opened while at least one holder
+        calls L{hold} (Real COM opens on the first data connection).
+    """
+
+    _log = Logger()
+
+    def __init__(self, index: int, device: str, settings: SerialSettings, clock: IReactorTime,
+                 opener: Opener, packing: PackingConfig | None = None, keep_open: bool = True,
+                 ignore_jammed: bool = False, modem_poll_interval: float = 0.1) -> None:
+        self.index = index
+        self.name = f"port{index + 1}"
+        self.device = device
+        self.settings = settings  # configured (saved) settings
+        self._override: SerialSettings | None = None  # a Real COM host's, until it closes
+        self.actual_settings: SerialSettings | None = None
+        self.clock = clock
+        self._opener = opener
+        self._packer = Packer(packing or PackingConfig())
+        self._passthrough = self._packer_config_passthrough(packing)
+        self.keep_open = keep_open
+        self.ignore_jammed = ignore_jammed
+        self.modem_poll_interval = modem_poll_interval
+        self.stats = ChannelStats()
+        self.modem: ModemLines | None = None
+        self.dtr = True
+        self.rts = True
+        self._handle: SerialHandle | None = None
+        self._protocol: _SerialProtocol | None = None
+        self._sessions: list[IChannelSession] = []
+        self._jammed: set[IChannelSession] = set()
+        self._holders = 0
+        self._reader_paused = False
+        self._tx_paused = False
+        self._retry: IDelayedCall | None = None
+        self._backoff = _BACKOFF_START
+        self._pack_timer: IDelayedCall | None = None
+        self._poller: LoopingCall | None = None
+        self._counters: LineCounters | None = None
+        self._closing: Deferred[None] | None = None
+        self._missing_logged = False
+        self._listeners: list[Callable[[], None]] = []
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        if self.keep_open:
+            self._try_open()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        self._cancel_retry()
+        return self._close()
+
+    @property
+    def is_open(self) -> bool:
+        return self._handle is not None
+
+    @property
+    def control(self) -> ISerialControl | None:
+        return self._handle.control if self._handle is not None else None
+
+    def set_keep_open(self, keep: bool) -> Deferred[None]:
+        """Change whether the device stays open without holders; opens or closes it now."""
+        self.keep_open = keep
+        if self._wanted():
+            if self._handle is None and self._retry is None:
+                self._try_open()
+            return succeed(None)
+        self._cancel_retry()
+        return self._close()
+
+    def hold(self) -> None:
+        """A front-end needs the device open (Real COM data connection)."""
+        self._holders += 1
+        if self._handle is None and self.running:
+            self._try_open()
+
+    def release(self) -> Deferred[None]:
+        """The front-end no longer needs it; the last release closes it unless kept open."""
+        self._holders = max(0, self._holders - 1)
+        if self._holders == 0 and not self.keep_open:
+            self._cancel_retry()
+            return self._close()
+        return succeed(None)
+
+    def _wanted(self) -> bool:
+        return self.running and (self.keep_open or self._holders > 0)
+
+    def _try_open(self) -> None:
+        self._retry = None
+        if self._handle is not None or not self._wanted():
+            return
+        protocol = _SerialProtocol(self)
+        try:
+            handle = self._opener(protocol, self.device, self.effective_settings)
+        except Exception as e:  # SerialException, OSError, termios.error: all "not now"
+            self.stats.open_failures += 1
+            if not self._missing_logged:
+                self._missing_logged = True
+                self._log.warn("{channel}: cannot open {device} ({error}); retrying until it appears",
+                               channel=self.name, device=self.device, error=e)
+            self._schedule_retry()
+            return
+        self._protocol = protocol
+        self._handle = handle
+        self._backoff = _BACKOFF_START
+        self.stats.opens += 1
+        self._missing_logged = False
+        self.actual_settings = self._apply_settings(handle.control, self.effective_settings)
+        handle.control.set_dtr(self.dtr)
+        handle.control.set_rts(self.rts)
+        handle.transport.registerProducer(_WriteProducer(self), True)
+        if self._reader_paused:
+            handle.transport.pauseProducing()
+        self.modem = handle.control.modem_lines()
+        self._counters = handle.control.line_counters()
+        if self.modem is not None or self._counters is not None:
+            self._poller = LoopingCall(self._poll_lines)
+            self._poller.clock = self.clock
+            self._poller.start(self.modem_poll_interval, now=False).addErrback(
+                lambda f: self._log.failure("{channel}: modem poll failed", f, channel=self.name))
+        self._log.info("{channel}: opened {device} at {baudrate} {bytesize}{parity}{stopbits:g}",
+                       channel=self.name, device=self.device, baudrate=self.actual_settings.baudrate,
+                       bytesize=self.actual_settings.bytesize,
+                       parity=self.actual_settings.parity.value, stopbits=self.actual_settings.stopbits)
+        self._broadcast(lambda s: s.device_state_changed(True))
+        self._changed()
+
+    def _apply_settings(self, control: ISerialControl, settings: SerialSettings) -> SerialSettings:
+        try:
+            return control.apply(settings)
+        except Exception:
+            self._log.failure("{channel}: applying settings failed", channel=self.name)
+            return settings
+
+    def _schedule_retry(self) -> None:
+        if self._retry is None and self._wanted():
+            self._retry = self.clock.callLater(self._backoff, self._try_open)
+            self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
+
+    def _cancel_retry(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None
+
+    def _close(self) -> Deferred[None]:
+        if self._handle is None:
+            return succeed(None)
+        if self._closing is None:
+            self._closing = Deferred()
+            self._flush_packer()
+            self._handle.transport.loseConnection()
+        return _chain(self._closing)
+
+    def _serial_lost(self, protocol: _SerialProtocol, reason: Failure) -> None:
+        if protocol is not self._protocol:
+            return
+        self._stop_poller()
+        self._handle = None
+        self._protocol = None
+        self.modem = None
+        self.actual_settings = None
+        closing, self._closing = self._closing, None
+        if closing is not None:  # an orderly close ends the host's session settings
+            self._override = None
+            self.dtr = self.rts = True
+        if closing is not None:
+            self._log.info("{channel}: closed {device}", channel=self.name, device=self.device)
+            closing.callback(None)
+        else:
+            self._log.warn("{channel}: {device} vanished ({reason}); reopening when it returns",
+                           channel=self.name, device=self.device, reason=reason.getErrorMessage())
+            self._missing_logged = True
+            self._schedule_retry()
+        self._broadcast(lambda s: s.device_state_changed(False))
+        self._changed()
+
+    # -- settings ---------------------------------------------------------------
+
+    @property
+    def effective_settings(self) -> SerialSettings:
+        """The host's settings while a Real COM host set some, else the configured ones."""
+        return self._override if self._override is not None else self.settings
+
+    def apply_settings(self, settings: SerialSettings) -> SerialSettings:
+        """
+        Make C{settings} the configured settings and apply them to the live
+        device (unless a Real COM host's own settings are in force); return
+        what is in force.
+        """
+        self.settings = settings
+        if self._override is not None:
+            return self.actual_settings or self._override
+        return self._apply_live(settings)
+
+    def override_settings(self, settings: SerialSettings) -> SerialSettings:
+        """
+        Settings from a Real COM host (PORT_INIT, SETBAUD …): in force until
+        the device is closed, then the configured settings return.
+        """
+        self._override = settings
+        return self._apply_live(settings)
+
+    def _apply_live(self, settings: SerialSettings) -> SerialSettings:
+        if self._handle is not None:
+            self.actual_settings = self._apply_settings(self._handle.control, settings)
+            self._changed()
+            return self.actual_settings
+        return settings
+
+    def set_packing(self, config: PackingConfig) -> None:
+        """Replace the packing rules; what the old packer held is sent first."""
+        self._flush_packer()
+        self._packer = Packer(config)
+        self._passthrough = self._packer_config_passthrough(config)
+
+    @staticmethod
+    def _packer_config_passthrough(config: PackingConfig | None) -> bool:
+        return config is None or config.passthrough
+
+    def set_dtr(self, on: bool) -> bool:
+        self.dtr = on
+        return self._handle.control.set_dtr(on) if self._handle is not None else False
+
+    def set_rts(self, on: bool) -> bool:
+        self.rts = on
+        return self._handle.control.set_rts(on) if self._handle is not None else False
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call C{listener} when the open state or settings change (monitor, DSCI)."""
+        self._listeners.append(listener)
+
+    def _changed(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                self._log.failure("{channel}: change listener failed", channel=self.name)
+
+    # -- sessions -----------------------------------------------------------------
+
+    @property
+    def sessions(self) -> tuple[IChannelSession, ...]:
+        return tuple(self._sessions)
+
+    def attach(self, session: IChannelSession) -> None:
+        """Start delivering serial data and events to C{session}."""
+        if session in self._sessions:
+            return
+        self._sessions.append(session)
+        self.stats.connections_total += 1
+        self.stats.connections_active = len(self._sessions)
+        if self._tx_paused:
+            self._call(session, lambda s: s.pause_input())
+        self._changed()
+
+    def detach(self, session: IChannelSession) -> None:
+        """Stop delivering to C{session}; a jam it caused is released."""
+        if session not in self._sessions:
+            return
+        self._sessions.remove(session)
+        self.stats.connections_active = len(self._sessions)
+        self.set_jammed(session, False)
+        self._changed()
+
+    def set_jammed(self, session: IChannelSession, jammed: bool) -> None:
+        """
+        A session's transport buffer filled (True) or drained (False).
+        Without "ignore jammed IP" the serial reader waits for it.
+        """
+        if jammed and session in self._sessions:
+            self._jammed.add(session)
+        else:
+            self._jammed.discard(session)
+        self._update_reader()
+
+    def _update_reader(self) -> None:
+        pause = bool(self._jammed) and not self.ignore_jammed
+        if pause == self._reader_paused:
+            return
+        self._reader_paused = pause
+        if self._handle is not None:
+            if pause:
+                self._handle.transport.pauseProducing()
+            else:
+                self._handle.transport.resumeProducing()
+
+    def _call(self, session: IChannelSession, fn: Callable[[IChannelSession], Any]) -> bool:
+        """Deliver to one session; its failure detaches it, never the device."""
+        try:
+            fn(session)
+            return True
+        except Exception:
+            self._log.failure("{channel}: session {session!r} failed; detaching it",
+                              channel=self.name, session=session)
+            self.detach(session)
+            abort = getattr(session, "abort", None)
+            if callable(abort):
+                try:
+                    abort()
+                except Exception:
+                    pass
+            return False
+
+    def _broadcast(self, fn: Callable[[IChannelSession], Any]) -> None:
+        for session in list(self._sessions):
+            self._call(session, fn)
+
+    # -- serial → network ---------------------------------------------------------
+
+    def _serial_received(self, data: bytes) -> None:
+        self.stats.serial_rx_bytes += len(data)
+        packer = self._packer
+        chunks = packer.feed(data, self.clock.seconds())
+        for chunk in chunks:
+            self._deliver(chunk)
+        if not self._passthrough:
+            self._schedule_pack_timer()
+
+    def _deliver(self, chunk: bytes) -> None:
+        self.stats.frames += 1
+        sessions = self._sessions
+        if not sessions:
+            self.stats.serial_rx_dropped += len(chunk)
+            return
+        for session in list(sessions):
+            if session in self._jammed and self.ignore_jammed:
+                self.stats.serial_rx_dropped += len(chunk)
+                continue
+            self._call(session, lambda s: s.serial_data(chunk))
+
+    def _schedule_pack_timer(self) -> None:
+        deadline = self._packer.next_deadline()
+        if self._pack_timer is not None and self._pack_timer.active():
+            if deadline is not None and self._pack_timer.getTime() == deadline:
+                return
+            self._pack_timer.cancel()
+        self._pack_timer = None
+        if deadline is not None:
+            delay = max(0.0, deadline - self.clock.seconds())
+            self._pack_timer = self.clock.callLater(delay, self._pack_timeout)
+
+    def _pack_timeout(self) -> None:
+        self._pack_timer = None
+        try:
+            for chunk in self._packer.poll(self.clock.seconds()):
+                self._deliver(chunk)
+            self._schedule_pack_timer()
+        except Exception:
+            self._log.failure("{channel}: packing timer failed", channel=self.name)
+
+    def _flush_packer(self) -> None:
+        if self._pack_timer is not None and self._pack_timer.active():
+            self._pack_timer.cancel()
+        self._pack_timer = None
+        rest = self._packer.flush()
+        if rest:
+            self._deliver(rest)
+
+    # -- network → serial -----------------------------------------------------------
+
+    def write(self, data: bytes) -> bool:
+        """
+        Queue C{data} for the device, after what other sessions queued
+        before (FIFO).  Returns False (and counts the bytes as dropped)
+        when the device is not open.
+        """
+        if self._handle is None:
+            self.stats.serial_tx_dropped += len(data)
+            return False
+        self.stats.serial_tx_bytes += len(data)
+        self._handle.transport.write(data)
+        return True
+
+    def _set_tx_paused(self, paused: bool) -> None:
+        if paused == self._tx_paused:
+            return
+        self._tx_paused = paused
+        if paused:
+            self._broadcast(lambda s: s.pause_input())
+        else:
+            self._broadcast(lambda s: s.resume_input())
+
+    # -- control pass-through ---------------------------------------------------------
+
+    def output_waiting(self) -> int:
+        """Bytes queued towards the device and not yet sent."""
+        return self._handle.control.output_waiting() if self._handle is not None else 0
+
+    def input_waiting(self) -> int:
+        return self._handle.control.input_waiting() if self._handle is not None else 0
+
+    def flush_output(self) -> None:
+        if self._handle is not None:
+            self._handle.control.reset_output()
+
+    def set_output_suspended(self, suspended: bool) -> bool:
+        """Hold or resume transmission as if XOFF/XON was received (ASPP 0x34/0x33)."""
+        return self._handle.control.set_output_suspended(suspended) if self._handle is not None else False
+
+    def set_break(self, on: bool) -> bool:
+        return self._handle.control.set_break(on) if self._handle is not None else False
+
+    def set_xon_xoff_chars(self, xon: int, xoff: int) -> bool:
+        return self._handle.control.set_xon_xoff_chars(xon, xoff) if self._handle is not None else False
+
+    def flush_input(self) -> None:
+        """Discard received bytes not yet delivered (device queue and packing buffer)."""
+        self._packer.flush()
+        if self._handle is not None:
+            self._handle.control.reset_input()
+
+    # -- modem lines and line events ----------------------------------------------------
+
+    def _poll_lines(self) -> None:
+        try:
+            self._sample_lines()
+        except Exception as e:  # EIO while the device goes away: the reader will notice
+            self._log.info("{channel}: modem line poll failed ({error}); stopping it",
+                           channel=self.name, error=e)
+            self._stop_poller()
+
+    def _sample_lines(self) -> None:
+        handle = self._handle
+        if handle is None:
+            return
+        if self.modem is not None:
+            new = handle.control.modem_lines()
+            if new is not None and new != self.modem:
+                old, self.modem = self.modem, new
+                self._broadcast(lambda s: s.modem_lines_changed(old, new))
+        if self._counters is not None:
+            counters = handle.control.line_counters()
+            if counters is not None and counters != self._counters:
+                prev, self._counters = self._counters, counters
+                events = LineEvents(
+                    parity=max(0, counters.parity - prev.parity),
+                    framing=max(0, counters.frame - prev.frame),
+                    overrun=max(0, counters.overrun - prev.overrun),
+                    buffer_overrun=max(0, counters.buf_overrun - prev.buf_overrun),
+                    breaks=max(0, counters.brk - prev.brk),
+                )
+                self.stats.parity_errors += events.parity
+                self.stats.framing_errors += events.framing
+                self.stats.overrun_errors += events.overrun + events.buffer_overrun
+                self.stats.breaks += events.breaks
+                if events:
+                    self._broadcast(lambda s: s.line_errors(events))
+        if self.modem is None and self._counters is None:
+            self._stop_poller()
+
+    def _stop_poller(self) -> None:
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+
+
+def _chain(d: Deferred[None]) -> Deferred[None]:
+    """A new Deferred that fires when C{d} does, without consuming its result."""
+    out: Deferred[None] = Deferred()
+    d.addBoth(lambda r: (out.callback(None), r)[1])
+    return out

@@ -1,0 +1,315 @@
+# -*- test-case-name: tests.test_serialdev -*-
+"""
+The serial device adapter: the only code that touches pyserial objects and
+the internals of Twisted's SerialPort (style.md §2.14).
+
+It applies settings one at a time with rollback, so a device that refuses a
+value (a pty refuses parity and data bits with EINVAL) keeps working with the
+old value and we can report what is really in force.  Modem-line ioctls that
+fail with ENOTTY (ptys) mean "this device has no modem lines".
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import fcntl
+import termios
+from typing import Any, Callable, Protocol
+
+import attrs
+import serial
+from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.protocol import Protocol as TwistedProtocol
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+from nport_twisted.settings import FlowControl, Parity, SerialInterface, SerialSettings
+
+_REFUSED = (serial.SerialException, termios.error, ValueError, OSError)
+
+# Linux ioctl numbers (asm-generic/ioctls.h), used where pyserial has no API.
+_TIOCGICOUNT = 0x545D
+_TIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
+
+
+@attrs.frozen
+class ModemLines:
+    """Input modem lines as sampled from the device."""
+
+    cts: bool = False
+    dsr: bool = False
+    ri: bool = False
+    dcd: bool = False
+
+
+@attrs.frozen
+class LineCounters:
+    """Kernel counters of line events (TIOCGICOUNT); deltas become NOTIFY events."""
+
+    frame: int = 0
+    overrun: int = 0
+    parity: int = 0
+    brk: int = 0
+    buf_overrun: int = 0
+
+
+class ISerialControl(Interface):
+    """Control of one open serial device beyond reading and writing bytes."""
+
+    name = Attribute("The device path, for log lines.")
+
+    def apply(settings: SerialSettings) -> SerialSettings:
+        """Apply line settings; return the settings actually in force."""
+
+    def set_dtr(on: bool) -> bool:
+        """Drive DTR; False when the device has no modem lines."""
+
+    def set_rts(on: bool) -> bool:
+        """Drive RTS; False when the device has no modem lines."""
+
+    def modem_lines() -> ModemLines | None:
+        """Sample CTS/DSR/RI/DCD; None when the device has no modem lines."""
+
+    def line_counters() -> LineCounters | None:
+        """Error and break counters; None when the device cannot tell."""
+
+    def set_break(on: bool) -> bool:
+        """Start or stop a break condition."""
+
+    def reset_input() -> None:
+        """Discard bytes received but not yet read."""
+
+    def reset_output() -> None:
+        """Discard bytes written but not yet sent, including our own buffer."""
+
+    def output_waiting() -> int:
+        """Bytes written but not yet on the wire (our buffer + the kernel's)."""
+
+    def input_waiting() -> int:
+        """Bytes received by the kernel but not yet read."""
+
+    def set_xon_xoff_chars(xon: int, xoff: int) -> bool:
+        """Set the software flow control characters."""
+
+    def set_output_suspended(suspended: bool) -> bool:
+        """Suspend or resume transmission (as XOFF/XON received would)."""
+
+
+class SerialHandle(Protocol):
+    """What an opener returns: the byte transport and its control."""
+
+    transport: Any  # ITransport + IPushProducer + IConsumer (SerialPort)
+    control: ISerialControl
+
+
+@attrs.define
+class OpenedSerial:
+    transport: Any
+    control: ISerialControl
+
+
+Opener = Callable[[TwistedProtocol, str, SerialSettings], SerialHandle]
+
+
+def _buffered(transport: Any) -> int:
+    """Bytes held in a FileDescriptor's write buffer (Twisted keeps no public count)."""
+    try:
+        return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
+    except AttributeError:
+        return 0
+
+
+def _discard_buffer(transport: Any) -> None:
+    for name, value in (("dataBuffer", b""), ("offset", 0), ("_tempDataBuffer", []), ("_tempDataLen", 0)):
+        if hasattr(transport, name):
+            setattr(transport, name, value)
+
+
+_PARITY = {p: p.value for p in Parity}
+_STOPBITS = {1: serial.STOPBITS_ONE, 1.5: serial.STOPBITS_ONE_POINT_FIVE, 2: serial.STOPBITS_TWO}
+
+
+@implementer(ISerialControl)
+class PySerialControl:
+    """L{ISerialControl} over a pyserial 3 C{Serial} (the one inside Twisted's SerialPort)."""
+
+    _log = Logger()
+
+    def __init__(self, ser: Any, transport: Any = None) -> None:
+        self._serial = ser
+        self._transport = transport
+        self.name = str(getattr(ser, "port", "?"))
+        self._no_modem_lines = False
+        self._no_counters = False
+        self._refused_logged: set[tuple[str, object]] = set()
+
+    def _set(self, attr: str, value: object) -> bool:
+        old = getattr(self._serial, attr)
+        if old == value:
+            return True
+        try:
+            setattr(self._serial, attr, value)
+            return True
+        except _REFUSED as e:
+            try:
+                setattr(self._serial, attr, old)
+            except _REFUSED:
+                pass  # the old value was in force before; nothing better to do
+            if (attr, value) not in self._refused_logged:
+                self._refused_logged.add((attr, value))
+                self._log.warn("{device} refused {setting}={value} ({error}); keeping {old}",
+                               device=self.name, setting=attr, value=value, error=e, old=old)
+            return False
+
+    def apply(self, settings: SerialSettings) -> SerialSettings:
+        actual: dict[str, Any] = {}
+        if self._set("baudrate", settings.baudrate):
+            actual["baudrate"] = settings.baudrate
+        if self._set("bytesize", settings.bytesize):
+            actual["bytesize"] = settings.bytesize
+        if self._set("parity", _PARITY[settings.parity]):
+            actual["parity"] = settings.parity
+        if self._set("stopbits", _STOPBITS[settings.stopbits]):
+            actual["stopbits"] = settings.stopbits
+        ok = all([
+            self._set("rtscts", settings.rtscts),
+            self._set("xonxoff", settings.xonxoff),
+            self._set("dsrdtr", settings.dsrdtr),
+        ])
+        if ok:
+            actual["flow_control"] = settings.flow_control
+        if settings.interface is not SerialInterface.RS232:
+            self._apply_rs485(settings.interface)
+        return attrs.evolve(self.current(settings), **actual)
+
+    def _apply_rs485(self, interface: SerialInterface) -> None:
+        import serial.rs485
+        mode = serial.rs485.RS485Settings() if interface is SerialInterface.RS485_2WIRE else None
+        try:
+            self._serial.rs485_mode = mode
+        except _REFUSED as e:
+            self._log.info("{device}: no kernel RS-485 mode ({error}); the adapter must switch "
+                           "direction itself", device=self.name, error=e)
+
+    def current(self, requested: SerialSettings) -> SerialSettings:
+        """What pyserial says is in force (after a rollback it is the old value)."""
+        s = self._serial
+        parity = next((p for p, v in _PARITY.items() if v == s.parity), Parity.NONE)
+        stop = next((k for k, v in _STOPBITS.items() if v == s.stopbits), 1)
+        flow = (FlowControl.RTS_CTS if s.rtscts else FlowControl.XON_XOFF if s.xonxoff
+                else FlowControl.DTR_DSR if s.dsrdtr else FlowControl.NONE)
+        return attrs.evolve(requested, baudrate=int(s.baudrate), bytesize=int(s.bytesize),
+                            parity=parity, stopbits=stop, flow_control=flow)
+
+    def _modem_call(self, fn: Callable[[], Any]) -> Any:
+        if self._no_modem_lines:
+            return None
+        try:
+            return fn()
+        except (OSError, serial.SerialException) as e:
+            if getattr(e, "errno", None) in (errno.ENOTTY, errno.EINVAL, None):
+                self._no_modem_lines = True
+                self._log.info("{device} has no modem lines ({error})", device=self.name, error=e)
+                return None
+            raise
+
+    def set_dtr(self, on: bool) -> bool:
+        return self._modem_call(lambda: setattr(self._serial, "dtr", on) or True) is not None
+
+    def set_rts(self, on: bool) -> bool:
+        return self._modem_call(lambda: setattr(self._serial, "rts", on) or True) is not None
+
+    def modem_lines(self) -> ModemLines | None:
+        s = self._serial
+        result: ModemLines | None = self._modem_call(
+            lambda: ModemLines(cts=bool(s.cts), dsr=bool(s.dsr), ri=bool(s.ri), dcd=bool(s.cd)))
+        return result
+
+    def line_counters(self) -> LineCounters | None:
+        if self._no_counters:
+            return None
+        buf = array.array("i", [0] * 16)
+        try:
+            fcntl.ioctl(self._serial.fd, _TIOCGICOUNT, buf, True)
+        except OSError:
+            self._no_counters = True
+            return None
+        # struct serial_icounter_struct: cts dsr rng dcd rx tx frame overrun parity brk buf_overrun
+        return LineCounters(frame=buf[6], overrun=buf[7], parity=buf[8], brk=buf[9], buf_overrun=buf[10])
+
+    def set_break(self, on: bool) -> bool:
+        try:
+            self._serial.break_condition = on
+            return True
+        except _REFUSED as e:
+            self._log.info("{device} refused break {state} ({error})", device=self.name,
+                           state="on" if on else "off", error=e)
+            return False
+
+    def reset_input(self) -> None:
+        try:
+            self._serial.reset_input_buffer()
+        except _REFUSED:
+            pass
+
+    def reset_output(self) -> None:
+        if self._transport is not None:
+            _discard_buffer(self._transport)
+        try:
+            self._serial.reset_output_buffer()
+        except _REFUSED:
+            pass
+
+    def output_waiting(self) -> int:
+        queued = _buffered(self._transport) if self._transport is not None else 0
+        buf = array.array("i", [0])
+        try:
+            fcntl.ioctl(self._serial.fd, _TIOCOUTQ, buf, True)
+            queued += buf[0]
+        except (OSError, AttributeError, TypeError):
+            pass
+        return queued
+
+    def input_waiting(self) -> int:
+        try:
+            return int(self._serial.in_waiting)
+        except _REFUSED:
+            return 0
+
+    def set_output_suspended(self, suspended: bool) -> bool:
+        try:
+            termios.tcflow(self._serial.fd, termios.TCOOFF if suspended else termios.TCOON)
+            return True
+        except (termios.error, OSError, AttributeError, TypeError) as e:
+            self._log.info("{device} cannot suspend output ({error})", device=self.name, error=e)
+            return False
+
+    def set_xon_xoff_chars(self, xon: int, xoff: int) -> bool:
+        # pyserial has no API for VSTART/VSTOP: set them with termios directly.
+        try:
+            fd = self._serial.fd
+            attrs_ = termios.tcgetattr(fd)
+            attrs_[6][termios.VSTART] = bytes([xon])
+            attrs_[6][termios.VSTOP] = bytes([xoff])
+            termios.tcsetattr(fd, termios.TCSANOW, attrs_)
+            return True
+        except (termios.error, OSError, AttributeError, TypeError) as e:
+            self._log.info("{device} refused XON/XOFF characters ({error})", device=self.name, error=e)
+            return False
+
+
+def open_serial_port(reactor: IReactorFDSet) -> Opener:
+    """
+    The default opener: Twisted's SerialPort at a safe 9600 8N1 with no flow
+    control (which every device accepts), then the real settings one by one
+    through L{PySerialControl.apply} so a refusal only costs that one value.
+    """
+    from twisted.internet.serialport import SerialPort
+
+    def opener(protocol: TwistedProtocol, device: str, settings: SerialSettings) -> SerialHandle:
+        port = SerialPort(protocol, device, reactor, baudrate=9600)
+        control = PySerialControl(port._serial, port)
+        return OpenedSerial(port, control)
+
+    return opener

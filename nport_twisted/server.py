@@ -1,0 +1,160 @@
+# -*- test-case-name: tests.test_server -*-
+"""
+The whole device: one L{PortService} per serial port (channel + the
+front-end of its operating mode) under one L{NPortService}, which owns the
+configuration, applies changes to the running ports and saves them.
+
+Changing serial settings applies them to the live device; changing a port's
+operating settings restarts only that port's front-end (its listeners and
+connections), never the process or the other ports.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.application import service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.logger import Logger
+
+from nport_twisted.channel import SerialChannel
+from nport_twisted.configfile import SettingsStore
+from nport_twisted.frontend import NetTable, PortContext
+from nport_twisted.serialdev import Opener
+from nport_twisted.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
+
+FrontendBuilder = Callable[[PortContext], service.IService]
+
+
+def _disabled(ctx: PortContext) -> service.IService:
+    return service.MultiService()
+
+
+def frontend_builders() -> dict[OpMode, FrontendBuilder]:
+    """The operating modes implemented so far and their front-end builders."""
+    from nport_twisted.realcom import realcom_frontend
+    from nport_twisted.tcpserver import tcp_server_frontend
+    return {
+        OpMode.REAL_COM: realcom_frontend,
+        OpMode.TCP_SERVER: tcp_server_frontend,
+        OpMode.DISABLED: _disabled,
+    }
+
+
+class PortService(service.MultiService):
+    """One serial port: its channel and the front-end of its operating mode."""
+
+    _log = Logger()
+
+    def __init__(self, ctx_factory: Callable[[SerialChannel, OperatingSettings], PortContext],
+                 channel: SerialChannel, config: PortConfig,
+                 builders: dict[OpMode, FrontendBuilder]) -> None:
+        super().__init__()
+        self.channel = channel
+        self.config = config
+        self._ctx_factory = ctx_factory
+        self._builders = builders
+        channel.setServiceParent(self)
+        self.frontend: service.IService | None = None
+        self._install_frontend(config.operating)
+
+    def _install_frontend(self, operating: OperatingSettings) -> None:
+        # Real COM opens the device per connection; Disabled leaves it alone.
+        self.channel.set_keep_open(operating.mode not in (OpMode.REAL_COM, OpMode.DISABLED))
+        self.channel.ignore_jammed = operating.ignore_jammed
+        self.channel.set_packing(operating.packing())
+        builder = self._builders[operating.mode]
+        self.ctx = self._ctx_factory(self.channel, operating)
+        self.frontend = builder(self.ctx)
+        self.frontend.setServiceParent(self)
+
+    def reconfigure(self, new: PortConfig) -> Deferred[None]:
+        """Apply C{new} to the running port."""
+        old, self.config = self.config, new
+        if new.serial != old.serial:
+            self.channel.apply_settings(new.serial)
+        if new.operating == old.operating:
+            return succeed(None)
+        self._log.info("{channel}: operating settings changed ({old} -> {new}); restarting its "
+                       "listeners", channel=self.channel.name, old=old.operating.mode.value,
+                       new=new.operating.mode.value)
+        front, self.frontend = self.frontend, None
+        d: Deferred[Any] = succeed(None)
+        if front is not None:
+            d = service.IService(front).disownServiceParent() or succeed(None)
+
+        return d.addCallback(lambda _: self._install_frontend(new.operating))
+
+
+class NPortService(service.MultiService):
+    """The device: configuration, ports, and the shared network table."""
+
+    _log = Logger()
+
+    def __init__(self, reactor: Any, devices: list[str], config: DeviceConfig, store: SettingsStore,
+                 opener: Opener, port_offset: int = 0, interface: str = "",
+                 builders: dict[OpMode, FrontendBuilder] | None = None) -> None:
+        super().__init__()
+        self.reactor = reactor
+        self.devices = devices
+        self.config = config
+        self.store = store
+        self.port_offset = port_offset
+        self.interface = interface
+        self.net = NetTable()
+        self.builders = builders if builders is not None else frontend_builders()
+        self.ports: list[PortService] = []
+        self.started_at = reactor.seconds()
+        for index, (device, port) in enumerate(zip(devices, config.ports)):
+            channel = SerialChannel(index, device, port.serial, reactor, opener,
+                                    packing=port.operating.packing())
+            ps = PortService(self._context_factory(index), channel, port, self.builders)
+            ps.setServiceParent(self)
+            self.ports.append(ps)
+
+    def endpoint(self, proto: str, port: int) -> str:
+        """The endpoint string for one of our NPort ports, shifted by the port offset."""
+        actual = port + self.port_offset
+        if not 0 < actual < 65536:
+            raise ValueError(f"port {port} + offset {self.port_offset} is outside 1-65535")
+        desc = f"{proto}:{actual}"
+        if self.interface:
+            desc += ":interface=" + self.interface.replace(":", "\\:")
+        return desc
+
+    def _context_factory(self, index: int) -> Callable[[SerialChannel, OperatingSettings], PortContext]:
+        def make(channel: SerialChannel, operating: OperatingSettings) -> PortContext:
+            return PortContext(index=index, channel=channel, operating=operating,
+                               reactor=self.reactor, endpoint=self.endpoint, net=self.net,
+                               accessible=lambda: self.config.accessible_ip,
+                               state_dir=self.store.state_dir)
+        return make
+
+    def apply_config(self, new: DeviceConfig) -> Deferred[None]:
+        """
+        Make C{new} the running configuration: per-port changes are applied
+        live.  The port count is fixed by --ports.
+        """
+        if len(new.ports) != len(self.ports):
+            raise ValueError(f"the configuration has {len(new.ports)} ports; this box runs "
+                             f"{len(self.ports)} (--ports)")
+        unsupported = [p.operating.mode for p in new.ports if p.operating.mode not in self.builders]
+        if unsupported:
+            raise ValueError(f"operating mode {unsupported[0].value} is not implemented yet")
+        self.config = new
+        ds = [ps.reconfigure(pc) for ps, pc in zip(self.ports, new.ports)]
+        return DeferredList(ds, consumeErrors=True).addCallback(lambda _: None)
+
+    def save(self) -> None:
+        """Write the running configuration to the settings file (atomic)."""
+        self.store.save(self.config)
+
+    def update_port(self, index: int, **changes: Any) -> Deferred[None]:
+        """Convenience for consoles: change some fields of one port's settings."""
+        port = self.config.ports[index]
+        serial = {k: v for k, v in changes.items() if hasattr(port.serial, k)}
+        operating = {k: v for k, v in changes.items() if k not in serial}
+        new_port = attrs.evolve(port, serial=attrs.evolve(port.serial, **serial),
+                                operating=attrs.evolve(port.operating, **operating))
+        return self.apply_config(self.config.replace_port(index, new_port))

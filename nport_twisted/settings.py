@@ -1,0 +1,482 @@
+# -*- test-case-name: tests.test_settings -*-
+"""
+The NPort settings catalogue as frozen attrs values (settings.md).
+
+Every value validates itself on construction, so a L{DeviceConfig} that
+exists is a valid configuration.  Changes are made with L{attrs.evolve}; the
+running service diffs old and new values and applies them to the live ports.
+
+Defaults follow MOXA's manuals where settings.md calls them verified or
+unverified-but-documented; where a default is our own choice the field's
+comment says so.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import hmac
+import ipaddress
+import os
+from typing import Any, Callable
+
+import attrs
+
+from nport_twisted.models import Model, find_model
+from nport_twisted.packing import DelimiterProcess, PackingConfig
+
+
+class OpMode(enum.Enum):
+    """Operating modes of an NPort serial port (settings.md §5.1)."""
+
+    REAL_COM = "realcom"
+    RFC2217 = "rfc2217"
+    TCP_SERVER = "tcp-server"
+    TCP_CLIENT = "tcp-client"
+    UDP = "udp"
+    PAIR_MASTER = "pair-master"
+    PAIR_SLAVE = "pair-slave"
+    REVERSE_TELNET = "reverse-telnet"
+    ETHERNET_MODEM = "ethernet-modem"
+    DISABLED = "disabled"
+
+
+class Parity(enum.Enum):
+    """Serial parity; the value is pyserial's PARITY_* letter."""
+
+    NONE = "N"
+    ODD = "O"
+    EVEN = "E"
+    MARK = "M"
+    SPACE = "S"
+
+
+class FlowControl(enum.Enum):
+    """Serial flow control (hardware flow only on RS-232)."""
+
+    NONE = "none"
+    RTS_CTS = "rts-cts"
+    XON_XOFF = "xon-xoff"
+    DTR_DSR = "dtr-dsr"
+
+
+class SerialInterface(enum.Enum):
+    """Electrical interface; on Linux only RS-485 changes what we do."""
+
+    RS232 = "rs-232"
+    RS422 = "rs-422"
+    RS485_2WIRE = "rs-485-2wire"
+    RS485_4WIRE = "rs-485-4wire"
+
+
+class IPConfig(enum.Enum):
+    """How the box gets its address; on Linux the OS owns this (docs/configuration.md)."""
+
+    STATIC = "static"
+    DHCP = "dhcp"
+    DHCP_BOOTP = "dhcp-bootp"
+    BOOTP = "bootp"
+
+
+class ConnectionControl(enum.Enum):
+    """TCP Client mode connect/disconnect triggers (settings.md §5.5)."""
+
+    STARTUP_NONE = "startup/none"
+    ANY_CHARACTER_NONE = "any-character/none"
+    ANY_CHARACTER_INACTIVITY = "any-character/inactivity-time"
+    DSR_ON_DSR_OFF = "dsr-on/dsr-off"
+    DSR_ON_NONE = "dsr-on/none"
+    DCD_ON_DCD_OFF = "dcd-on/dcd-off"
+    DCD_ON_NONE = "dcd-on/none"
+
+
+#: Standard NPort baud rates (settings.md §4); any other rate is still
+#: accepted if the device can do it (Real COM SETBAUD), so this is a menu.
+STANDARD_BAUDRATES = (
+    50, 75, 110, 134, 150, 300, 600, 1200, 1800, 2400, 4800, 7200, 9600, 19200,
+    38400, 57600, 115200, 230400, 460800, 921600,
+)
+
+MAX_BAUDRATE = 4_000_000
+
+
+# -- validators -------------------------------------------------------------
+
+def _range(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValueError(f"{attribute.name} must be an integer from {low} to {high}")
+    return check
+
+
+def _optional_range(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    inner = _range(low, high)
+
+    def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None:
+            inner(inst, attribute, value)
+    return check
+
+
+def _text(max_len: int, allow_empty: bool = True) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if not isinstance(value, str):
+            raise ValueError(f"{attribute.name} must be text")
+        if len(value) > max_len:
+            raise ValueError(f"{attribute.name} is longer than {max_len} characters")
+        if not allow_empty and not value:
+            raise ValueError(f"{attribute.name} must not be empty")
+        if any(ord(c) < 0x20 or c == "\x7f" for c in value):
+            raise ValueError(f"{attribute.name} must not contain control characters")
+    return check
+
+
+def _ipv4(optional: bool = True) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if optional and value == "":
+            return
+        try:
+            ipaddress.IPv4Address(value)
+        except ValueError:
+            raise ValueError(f"{attribute.name} must be an IPv4 address like 192.168.127.254") from None
+    return check
+
+
+def _host_port(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    for item in value:
+        host, sep, port = item.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"{attribute.name}: {item!r} is not HOST:PORT")
+
+
+# -- sections ---------------------------------------------------------------
+
+@attrs.frozen
+class Identity:
+    """Who the box says it is (read-only on a real NPort; configurable here)."""
+
+    model: str = attrs.field(default="", validator=_text(39))  # "" = picked by port count
+    mac: str = attrs.field(default="")  # "" = MAC of the default-route interface
+    serial_number: int = attrs.field(default=0, validator=_range(0, 0xFFFF))  # 0 = from MAC
+    firmware: str = attrs.field(default="1.0.0", validator=_text(31, allow_empty=False))
+
+    @mac.validator
+    def _check_mac(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if value and parse_mac(value) is None:
+            raise ValueError("mac must look like 00:90:E8:12:34:56")
+
+    def model_info(self, port_count: int) -> Model:
+        """The model presented for C{port_count} serial ports."""
+        from nport_twisted.models import default_model
+        return find_model(self.model) if self.model else default_model(port_count)
+
+
+@attrs.frozen
+class BasicSettings:
+    """settings.md §2."""
+
+    server_name: str = attrs.field(default="", validator=_text(39))  # "" = NP<model>_<serial>
+    server_location: str = attrs.field(default="", validator=_text(39))
+    time_zone: str = attrs.field(default="UTC", validator=_text(63))
+    time_server: str = attrs.field(default="", validator=_text(63))
+    web_console: bool = True
+    telnet_console: bool = True
+    reset_button_protect: bool = False
+
+
+@attrs.frozen
+class NetworkSettings:
+    """
+    settings.md §3.  The addresses are the OS's: shown from the live system,
+    stored here only so an exported file is complete (docs/configuration.md).
+    """
+
+    ip_config: IPConfig = IPConfig.STATIC
+    ip: str = attrs.field(default="", validator=_ipv4())
+    netmask: str = attrs.field(default="", validator=_ipv4())
+    gateway: str = attrs.field(default="", validator=_ipv4())
+    dns1: str = attrs.field(default="", validator=_ipv4())
+    dns2: str = attrs.field(default="", validator=_ipv4())
+    snmp: bool = False  # ours: no SNMP agent yet, so off rather than MOXA's "Enable"
+    snmp_community: str = attrs.field(default="public", validator=_text(39))
+    snmp_contact: str = attrs.field(default="", validator=_text(39))
+    snmp_location: str = attrs.field(default="", validator=_text(39))
+    auto_report_host: str = attrs.field(default="", validator=_text(63))
+    auto_report_port: int = attrs.field(default=4002, validator=_range(1, 65535))
+    auto_report_period: int = attrs.field(default=10, validator=_range(1, 65535))
+
+
+@attrs.frozen
+class SerialSettings:
+    """settings.md §4: one serial port's line settings."""
+
+    alias: str = attrs.field(default="", validator=_text(15))
+    baudrate: int = attrs.field(default=115200, validator=_range(50, MAX_BAUDRATE))
+    bytesize: int = attrs.field(default=8, validator=attrs.validators.in_((5, 6, 7, 8)))
+    stopbits: float = attrs.field(default=1, validator=attrs.validators.in_((1, 1.5, 2)))
+    parity: Parity = Parity.NONE
+    flow_control: FlowControl = FlowControl.NONE  # ours: MOXA's RTS/CTS would stall a bare pty
+    fifo: bool = True
+    interface: SerialInterface = SerialInterface.RS232
+
+    @property
+    def rtscts(self) -> bool:
+        return self.flow_control is FlowControl.RTS_CTS
+
+    @property
+    def xonxoff(self) -> bool:
+        return self.flow_control is FlowControl.XON_XOFF
+
+    @property
+    def dsrdtr(self) -> bool:
+        return self.flow_control is FlowControl.DTR_DSR
+
+
+@attrs.frozen
+class UdpDestination:
+    """One UDP mode destination range."""
+
+    begin: str = attrs.field(validator=_ipv4(optional=False))
+    end: str = attrs.field(validator=_ipv4())
+    port: int = attrs.field(default=4001, validator=_range(1, 65535))
+
+
+def _udp_destinations(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if len(value) > 4:
+        raise ValueError(f"{attribute.name}: at most 4 destination ranges")
+
+
+@attrs.frozen
+class OperatingSettings:
+    """
+    settings.md §5: one port's operating mode and every mode's parameters.
+
+    Port numbers left at 0 mean "the NPort default for this port": Real COM
+    950+n-1/966+n-1, TCP Server 4001+n-1 and command port 966+n-1.
+    """
+
+    mode: OpMode = OpMode.REAL_COM
+    tcp_alive_check_min: int = attrs.field(default=7, validator=_range(0, 99))
+    inactivity_ms: int = attrs.field(default=0, validator=_range(0, 65535))
+    max_connection: int = attrs.field(default=1, validator=_range(1, 4))
+    ignore_jammed: bool = False
+    allow_driver_control: bool = False
+    packing_length: int = attrs.field(default=0, validator=_range(0, 1024))
+    delimiter1: int | None = attrs.field(default=None, validator=_optional_range(0, 255))
+    delimiter2: int | None = attrs.field(default=None, validator=_optional_range(0, 255))
+    delimiter_process: DelimiterProcess = DelimiterProcess.DO_NOTHING
+    force_transmit_ms: int = attrs.field(default=0, validator=_range(0, 65535))
+    local_tcp_port: int = attrs.field(default=0, validator=_range(0, 65535))
+    command_port: int = attrs.field(default=0, validator=_range(0, 65535))
+    data_port: int = attrs.field(default=0, validator=_range(0, 65535))  # Real COM
+    secure: bool = False  # Secure Real COM: TLS on the data port
+    # TCP Client
+    destinations: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_host_port)
+    designated_local_ports: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    connection_control: ConnectionControl = ConnectionControl.STARTUP_NONE
+    # UDP
+    udp_destinations: tuple[UdpDestination, ...] = attrs.field(
+        default=(), converter=tuple, validator=_udp_destinations)
+    udp_local_port: int = attrs.field(default=0, validator=_range(0, 65535))
+    # Pair Connection (master connects to the slave's TCP port)
+    pair_remote: str = attrs.field(default="", validator=_text(63))
+    # Ethernet Modem / Reverse Telnet use local_tcp_port; Reverse Telnet's
+    # line-ending translation:
+    telnet_map_cr: str = attrs.field(default="cr", validator=attrs.validators.in_(("cr", "lf", "crlf")))
+
+    @destinations.validator
+    def _check_destinations(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if len(value) > 4:
+            raise ValueError("destinations: at most 4 HOST:PORT entries")
+
+    @designated_local_ports.validator
+    def _check_local_ports(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if len(value) > 4 or any(not 0 <= p <= 65535 for p in value):
+            raise ValueError("designated_local_ports: at most 4 ports from 0 to 65535")
+
+    def __attrs_post_init__(self) -> None:
+        if self.delimiter2 is not None and self.delimiter1 is None:
+            raise ValueError("delimiter2 needs delimiter1 (delimiter 2 alone does not work)")
+        if self.inactivity_ms and self.force_transmit_ms and self.inactivity_ms <= self.force_transmit_ms:
+            raise ValueError("inactivity_ms must be greater than force_transmit_ms")
+
+    def packing(self) -> PackingConfig:
+        """The serial-to-network packing rules of this port."""
+        return PackingConfig(
+            packing_length=self.packing_length,
+            delimiter1=self.delimiter1,
+            delimiter2=self.delimiter2,
+            delimiter_process=self.delimiter_process,
+            force_transmit_ms=self.force_transmit_ms,
+        )
+
+
+@attrs.frozen
+class PortConfig:
+    """Everything about one serial port."""
+
+    serial: SerialSettings = attrs.Factory(SerialSettings)
+    operating: OperatingSettings = attrs.Factory(OperatingSettings)
+
+
+@attrs.frozen
+class AccessibleIP:
+    """One entry of the accessible IP list."""
+
+    ip: str = attrs.field(validator=_ipv4(optional=False))
+    netmask: str = attrs.field(default="255.255.255.255", validator=_ipv4(optional=False))
+    active: bool = True
+
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.IPv4Network(f"{self.ip}/{self.netmask}", strict=False)
+
+
+def _accessible(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if len(value) > 16:
+        raise ValueError("accessible_ip: at most 16 entries")
+
+
+@attrs.frozen
+class AccessibleIPSettings:
+    """settings.md §6: when an entry is active only matching hosts are served."""
+
+    entries: tuple[AccessibleIP, ...] = attrs.field(default=(), converter=tuple, validator=_accessible)
+
+    def allows(self, address: str) -> bool:
+        """Whether C{address} may use the device (any address when no entry is active)."""
+        active = [e for e in self.entries if e.active]
+        if not active:
+            return True
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip.is_loopback:
+            return True  # the box's own tools always work
+        return any(isinstance(ip, ipaddress.IPv4Address) and ip in e.network() for e in active)
+
+
+@attrs.frozen
+class AutoWarningSettings:
+    """settings.md §7."""
+
+    mail_server: str = attrs.field(default="", validator=_text(63))
+    mail_user: str = attrs.field(default="", validator=_text(63))
+    mail_password: str = attrs.field(default="", validator=_text(63), repr=False)  # never replied
+    mail_from: str = attrs.field(default="", validator=_text(63))
+    mail_to: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    trap_server: str = attrs.field(default="", validator=_text(63))
+    mail_cold_start: bool = False
+    mail_warm_start: bool = False
+    mail_auth_failure: bool = False
+    mail_ip_changed: bool = False
+    mail_password_changed: bool = False
+    trap_cold_start: bool = False
+    trap_warm_start: bool = False
+    trap_auth_failure: bool = False
+
+
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+@attrs.frozen
+class PasswordSettings:
+    """
+    The console password, only ever stored as a salted scrypt hash.  There is
+    no default password (CVE-2016-1529): "" means "not set yet".
+    """
+
+    hash: str = attrs.field(default="", repr=False)
+
+    @hash.validator
+    def _check(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if value and (not value.startswith("scrypt$") or value.count("$") != 5):
+            raise ValueError("hash must be scrypt$N$r$p$salt$digest as written by nport-twisted")
+
+    @property
+    def is_set(self) -> bool:
+        return bool(self.hash)
+
+    @classmethod
+    def from_password(cls, password: str, salt: bytes | None = None) -> PasswordSettings:
+        """Hash C{password} with a fresh salt."""
+        if not password:
+            raise ValueError("password must not be empty")
+        salt = salt if salt is not None else os.urandom(16)
+        digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
+        enc = base64.b64encode
+        return cls(f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${enc(salt).decode()}${enc(digest).decode()}")
+
+    def verify(self, password: str) -> bool:
+        """Constant-time check of C{password}; always False when none is set."""
+        if not self.hash:
+            return False
+        _, n, r, p, salt, digest = self.hash.split("$")
+        expected = base64.b64decode(digest)
+        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt),
+                             n=int(n), r=int(r), p=int(p), dklen=len(expected))
+        return hmac.compare_digest(got, expected)
+
+
+@attrs.frozen
+class DeviceConfig:
+    """The whole configuration of the box."""
+
+    identity: Identity = attrs.Factory(Identity)
+    basic: BasicSettings = attrs.Factory(BasicSettings)
+    network: NetworkSettings = attrs.Factory(NetworkSettings)
+    ports: tuple[PortConfig, ...] = attrs.field(default=(), converter=tuple)
+    accessible_ip: AccessibleIPSettings = attrs.Factory(AccessibleIPSettings)
+    auto_warning: AutoWarningSettings = attrs.Factory(AutoWarningSettings)
+    password: PasswordSettings = attrs.Factory(PasswordSettings)
+
+    def with_port_count(self, count: int, default_mode: OpMode) -> DeviceConfig:
+        """
+        This configuration with exactly C{count} ports: saved ports are kept,
+        missing ones get factory defaults in C{default_mode}.
+        """
+        ports = list(self.ports[:count])
+        while len(ports) < count:
+            ports.append(PortConfig(operating=OperatingSettings(mode=default_mode)))
+        return attrs.evolve(self, ports=tuple(ports))
+
+    def replace_port(self, index: int, port: PortConfig) -> DeviceConfig:
+        """This configuration with port C{index} (0-based) replaced."""
+        ports = list(self.ports)
+        ports[index] = port
+        return attrs.evolve(self, ports=tuple(ports))
+
+
+def parse_mac(text: str) -> bytes | None:
+    """Six bytes from ``00:90:E8:12:34:56`` / ``00-90-e8-…`` / ``0090e8123456``, else None."""
+    digits = text.replace(":", "").replace("-", "").replace(".", "")
+    if len(digits) != 12:
+        return None
+    try:
+        return bytes.fromhex(digits)
+    except ValueError:
+        return None
+
+
+def format_mac(mac: bytes) -> str:
+    return ":".join(f"{b:02X}" for b in mac)
+
+
+# Port-number defaults (realcom.md §0, settings.md §5.2).
+
+def realcom_data_port(index: int) -> int:
+    """Default Real COM data port of port C{index} (0-based)."""
+    return 950 + index if index < 16 else 982 + index - 16
+
+
+def realcom_command_port(index: int) -> int:
+    """Default Real COM command port of port C{index} (0-based)."""
+    return 966 + index if index < 16 else 998 + index - 16
+
+
+def tcp_server_port(index: int) -> int:
+    """Default TCP Server mode data port of port C{index} (0-based)."""
+    return 4001 + index

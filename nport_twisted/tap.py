@@ -1,0 +1,172 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Command line of ``twistd nport`` / ``twist nport`` and the service it builds.
+
+All checks that can fail because of the user's input (devices, model,
+modes, the settings file) run in L{Options.postOptions}, so they end as a
+usage error naming the problem rather than a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+import attrs
+from twisted.application import service
+from twisted.python import usage
+
+from nport_twisted import __version__
+from nport_twisted._exceptions import ConfigError
+from nport_twisted.configfile import SettingsStore
+from nport_twisted.models import default_model, find_model
+from nport_twisted.settings import DeviceConfig, OpMode
+
+_MODE_NAMES = ", ".join(m.value for m in OpMode)
+
+
+def _tty_majors() -> list[tuple[int, int, int]] | None:
+    """(major, first minor, last minor) of every tty driver, from /proc/tty/drivers."""
+    try:
+        with open("/proc/tty/drivers") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    ranges = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4 or not parts[-3].isdigit():
+            continue
+        major, minors = int(parts[-3]), parts[-2]
+        low, _, high = minors.partition("-")
+        if low.isdigit():
+            ranges.append((major, int(low), int(high) if high.isdigit() else int(low)))
+    return ranges
+
+
+def check_devices(text: str) -> list[str]:
+    """
+    Split and check C{--ports}.  A device that does not exist yet is fine
+    (it is opened when it appears); one that exists but is not a tty, or the
+    same device twice (also through a symlink), is a usage error.
+    """
+    devices = [d.strip() for d in text.split(",") if d.strip()]
+    if not devices:
+        raise usage.UsageError("--ports needs at least one serial device, e.g. /dev/ttyUSB0")
+    seen: dict[str, str] = {}
+    ttys = _tty_majors()
+    for dev in devices:
+        real = os.path.realpath(dev)
+        if real in seen:
+            raise usage.UsageError(f"--ports: {dev} is the same device as {seen[real]}")
+        seen[real] = dev
+        try:
+            st = os.stat(dev)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise usage.UsageError(f"--ports: cannot use {dev}: {e.strerror}") from None
+        if not stat.S_ISCHR(st.st_mode):
+            raise usage.UsageError(f"--ports: {dev} is not a serial device (not a tty)")
+        if ttys is not None:
+            major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            if not any(m == major and lo <= minor <= hi for m, lo, hi in ttys):
+                raise usage.UsageError(f"--ports: {dev} is a character device but not a tty")
+    return devices
+
+
+def _parse_mode(text: str) -> OpMode:
+    try:
+        return OpMode(text.strip().lower())
+    except ValueError:
+        raise usage.UsageError(f"--mode: unknown mode {text!r}; modes: {_MODE_NAMES}") from None
+
+
+class Options(usage.Options):
+    synopsis = "[--ports DEV[,DEV...]] [options]"
+    longdesc = (
+        "Serve local serial ports like a MOXA NPort serial device server: Real COM "
+        "(MOXA's drivers), TCP Server and the other NPort operating modes. Port n of "
+        "--ports is NPort serial port n: Real COM data TCP 950+n-1 and command 966+n-1, "
+        "TCP Server 4001+n-1 (all shifted by --port-offset)."
+    )
+    optParameters: list[list[Any]] = [
+        ["ports", "p", "/dev/ttyUSB0",
+         "Serial devices, comma separated, in NPort port order (port 1, port 2, ...). "
+         "A device that does not exist yet is opened when it appears."],
+        ["config", "c", None,
+         "Settings file (INI, docs/configuration.md). Missing: factory defaults; "
+         "written on the first save."],
+        ["model", "m", None,
+         "NPort model to present (e.g. 5232, 'NPort 5650-8'). Default by port count: "
+         "1: 5110, 2: 5232, 3-4: 5450, 5-8: 5650-8, 9-16: 5650-16."],
+        ["mode", None, "realcom",
+         f"Operating mode of ports with no saved setting: {_MODE_NAMES}."],
+        ["interface", "i", "",
+         "Address to listen on (default: every IPv4 address; '::' for IPv6 too)."],
+        ["port-offset", None, 0,
+         "Add N to every TCP/UDP port, to run without privileges (e.g. 10000: "
+         "Real COM on 10950/10966).", int],
+    ]
+
+    def opt_version(self) -> None:
+        """Print the version and exit."""
+        print(f"nport-twisted {__version__}")
+        raise SystemExit(0)
+
+    def postOptions(self) -> None:
+        from nport_twisted.server import frontend_builders
+
+        self["devices"] = check_devices(self["ports"])
+        if not 0 <= self["port-offset"] < 65536:
+            raise usage.UsageError("--port-offset must be from 0 to 65535")
+        mode = _parse_mode(self["mode"])
+        implemented = frontend_builders()
+        if mode not in implemented:
+            raise usage.UsageError(
+                f"--mode {mode.value} is not implemented yet; implemented: "
+                + ", ".join(m.value for m in implemented))
+        store = SettingsStore(self["config"])
+        try:
+            config = store.load()
+        except ConfigError as e:
+            raise usage.UsageError(f"bad settings file: {e}") from None
+        count = len(self["devices"])
+        identity = config.identity
+        if self["model"]:
+            try:
+                identity = attrs.evolve(identity, model=find_model(self["model"]).name)
+            except KeyError as e:
+                raise usage.UsageError(f"--model: {e.args[0]}") from None
+        try:
+            model = identity.model_info(count)
+        except (KeyError, ValueError) as e:
+            raise usage.UsageError(str(e.args[0])) from None
+        if count > model.port_count:
+            raise usage.UsageError(
+                f"{count} serial ports but {model.name} has {model.port_count}; pick a larger "
+                f"--model or fewer --ports")
+        config = attrs.evolve(config, identity=identity).with_port_count(count, mode)
+        for n, port in enumerate(config.ports, 1):
+            if port.operating.mode not in implemented:
+                raise usage.UsageError(
+                    f"port {n}: saved mode {port.operating.mode.value} is not implemented yet")
+        self["store"] = store
+        self["device_config"] = config
+        self["model_info"] = model
+
+
+def makeService(options: Options) -> service.IService:
+    """Build the NPort service from parsed options (the reactor is imported here, not globally)."""
+    from twisted.internet import reactor
+
+    from nport_twisted.serialdev import open_serial_port
+    from nport_twisted.server import NPortService
+
+    config: DeviceConfig = options["device_config"]
+    return NPortService(
+        reactor, options["devices"], config, options["store"],
+        opener=open_serial_port(reactor), port_offset=options["port-offset"],
+        interface=options["interface"],
+    )

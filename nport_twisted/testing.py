@@ -1,0 +1,167 @@
+# -*- test-case-name: tests.test_channel -*-
+"""
+Fakes for testing code that uses serial channels, shipped with the package
+(like txtorcon's testutil) so front-ends and users' tests share them.
+
+L{FakeSerialDevice} plays the device: an opener that attaches a
+L{StringTransport} (as the SerialPort would be) and a L{FakeSerialControl}
+with modem lines and counters the test sets, and that can be made to vanish,
+refuse opening, or refuse settings like a pty does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from nport_twisted.serialdev import ISerialControl, LineCounters, ModemLines, OpenedSerial, SerialHandle
+from nport_twisted.settings import SerialSettings
+
+
+@implementer(ISerialControl)
+class FakeSerialControl:
+    """An L{ISerialControl} whose state the test reads and drives."""
+
+    def __init__(self, device: FakeSerialDevice) -> None:
+        self._device = device
+        self.name = device.path
+        self.applied: list[SerialSettings] = []
+        self.dtr: bool | None = None
+        self.rts: bool | None = None
+        self.break_on = False
+        self.suspended = False
+        self.xon_xoff_chars: tuple[int, int] | None = None
+        self.input_resets = 0
+        self.output_resets = 0
+
+    def apply(self, settings: SerialSettings) -> SerialSettings:
+        self.applied.append(settings)
+        refused = self._device.refuse
+        actual = settings
+        previous = self._device.in_force
+        for field in refused:
+            actual = attrs.evolve(actual, **{field: getattr(previous, field)})
+        self._device.in_force = actual
+        return actual
+
+    def set_dtr(self, on: bool) -> bool:
+        if self._device.lines is None:
+            return False
+        self.dtr = on
+        return True
+
+    def set_rts(self, on: bool) -> bool:
+        if self._device.lines is None:
+            return False
+        self.rts = on
+        return True
+
+    def modem_lines(self) -> ModemLines | None:
+        return self._device.lines
+
+    def line_counters(self) -> LineCounters | None:
+        return self._device.counters
+
+    def set_break(self, on: bool) -> bool:
+        self.break_on = on
+        return True
+
+    def reset_input(self) -> None:
+        self.input_resets += 1
+        self._device.input_queue = 0
+
+    def reset_output(self) -> None:
+        self.output_resets += 1
+        self._device.output_queue = 0
+        transport = self._device.transport
+        if transport is not None:
+            transport.clear()
+
+    def output_waiting(self) -> int:
+        return self._device.output_queue
+
+    def input_waiting(self) -> int:
+        return self._device.input_queue
+
+    def set_xon_xoff_chars(self, xon: int, xoff: int) -> bool:
+        self.xon_xoff_chars = (xon, xoff)
+        return True
+
+    def set_output_suspended(self, suspended: bool) -> bool:
+        self.suspended = suspended
+        return True
+
+
+class FakeSerialDevice:
+    """
+    One fake serial device.  Use L{opener} as a channel's opener; drive it
+    with L{receive} (bytes from the line), L{vanish}, C{lines}, C{counters}.
+
+    @ivar present: whether opening succeeds.
+    @ivar lines: modem lines, or None for a device without them (a pty).
+    @ivar refuse: SerialSettings field names the device refuses to change.
+    """
+
+    def __init__(self, path: str = "/dev/fake0", lines: ModemLines | None = ModemLines(),
+                 counters: LineCounters | None = None) -> None:
+        self.path = path
+        self.present = True
+        self.lines = lines
+        self.counters = counters
+        self.refuse: set[str] = set()
+        self.in_force = SerialSettings()
+        self.output_queue = 0
+        self.input_queue = 0
+        self.opens = 0
+        self.transport: StringTransport | None = None
+        self.protocol: Protocol | None = None
+        self.control: FakeSerialControl | None = None
+
+    def opener(self, protocol: Protocol, device: str, settings: SerialSettings) -> SerialHandle:
+        if not self.present:
+            raise OSError(2, "No such file or directory", device)
+        self.opens += 1
+        self.transport = StringTransport()
+        self.control = FakeSerialControl(self)
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+        return OpenedSerial(self.transport, self.control)
+
+    @property
+    def written(self) -> bytes:
+        """Everything written to the device since it was (re)opened."""
+        return self.transport.value() if self.transport is not None else b""
+
+    def receive(self, data: bytes) -> None:
+        """Bytes arrive on the serial line."""
+        assert self.protocol is not None, "device is not open"
+        self.protocol.dataReceived(data)
+
+    def vanish(self, reason: Exception | None = None) -> None:
+        """The device disappears (USB unplug): the transport is lost."""
+        self.present = False
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            protocol.connectionLost(Failure(reason or OSError(5, "Input/output error")))
+
+    def close_complete(self) -> None:
+        """Finish an orderly close (what the SerialPort does after loseConnection)."""
+        protocol, self.protocol = self.protocol, None
+        if protocol is not None:
+            from twisted.internet.error import ConnectionDone
+            protocol.connectionLost(Failure(ConnectionDone()))
+
+    @property
+    def closing(self) -> bool:
+        """The channel asked the transport to close."""
+        return bool(self.transport is not None and self.transport.disconnecting)
+
+
+def fake_transport_producer(transport: StringTransport) -> Any:
+    """The producer a front-end registered on C{transport} (for jam tests)."""
+    return transport.producer
