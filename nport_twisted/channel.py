@@ -160,7 +160,7 @@ class SerialChannel(service.Service):
         self._packer = Packer(packing or PackingConfig())
         self._passthrough = self._packer_config_passthrough(packing)
         self.keep_open = keep_open
-        self.ignore_jammed = ignore_jammed
+        self._ignore_jammed = ignore_jammed
         self.modem_poll_interval = modem_poll_interval
         self.stats = ChannelStats()
         self.modem: ModemLines | None = None
@@ -186,7 +186,7 @@ class SerialChannel(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        if self.keep_open:
+        if self._wanted():  # keep_open, or a holder arrived before the service started
             self._try_open()
 
     def stopService(self) -> Deferred[None]:
@@ -230,33 +230,43 @@ class SerialChannel(service.Service):
         return self.running and (self.keep_open or self._holders > 0)
 
     def _try_open(self) -> None:
-        self._retry = None
+        # Called by the retry timer or directly (hold, set_keep_open): either
+        # way no second retry may stay scheduled.
+        self._cancel_retry()
         if self._handle is not None or not self._wanted():
             return
         protocol = _SerialProtocol(self)
         try:
             handle = self._opener(protocol, self.device, self.effective_settings)
         except Exception as e:  # SerialException, OSError, termios.error: all "not now"
-            self.stats.open_failures += 1
-            if not self._missing_logged:
-                self._missing_logged = True
-                self._log.warn("{channel}: cannot open {device} ({error}); retrying until it appears",
-                               channel=self.name, device=self.device, error=e)
-            self._schedule_retry()
+            self._open_failed(e)
+            return
+        try:
+            # A device unplugged right after open fails here (EIO): close it
+            # and retry rather than raise out of startService or the timer.
+            actual = self._apply_settings(handle.control, self.effective_settings)
+            handle.control.set_dtr(self.dtr)
+            handle.control.set_rts(self.rts)
+            modem = handle.control.modem_lines()
+            counters = handle.control.line_counters()
+        except Exception as e:
+            try:
+                handle.transport.loseConnection()
+            except Exception:
+                pass
+            self._open_failed(e)
             return
         self._protocol = protocol
         self._handle = handle
         self._backoff = _BACKOFF_START
         self.stats.opens += 1
         self._missing_logged = False
-        self.actual_settings = self._apply_settings(handle.control, self.effective_settings)
-        handle.control.set_dtr(self.dtr)
-        handle.control.set_rts(self.rts)
+        self.actual_settings = actual
         handle.transport.registerProducer(_WriteProducer(self), True)
         if self._reader_paused:
             handle.transport.pauseProducing()
-        self.modem = handle.control.modem_lines()
-        self._counters = handle.control.line_counters()
+        self.modem = modem
+        self._counters = counters
         if self.modem is not None or self._counters is not None:
             self._poller = LoopingCall(self._poll_lines)
             self._poller.clock = self.clock
@@ -268,6 +278,14 @@ class SerialChannel(service.Service):
                        parity=self.actual_settings.parity.value, stopbits=self.actual_settings.stopbits)
         self._broadcast(lambda s: s.device_state_changed(True))
         self._changed()
+
+    def _open_failed(self, error: Exception) -> None:
+        self.stats.open_failures += 1
+        if not self._missing_logged:
+            self._missing_logged = True
+            self._log.warn("{channel}: cannot open {device} ({error}); retrying until it appears",
+                           channel=self.name, device=self.device, error=error)
+        self._schedule_retry()
 
     def _apply_settings(self, control: ISerialControl, settings: SerialSettings) -> SerialSettings:
         try:
@@ -292,6 +310,9 @@ class SerialChannel(service.Service):
         if self._closing is None:
             self._closing = Deferred()
             self._flush_packer()
+            # A FileDescriptor whose streaming producer is paused resumes it
+            # instead of closing once its buffer drains: unregister first.
+            self._handle.transport.unregisterProducer()
             self._handle.transport.loseConnection()
         return _chain(self._closing)
 
@@ -299,10 +320,13 @@ class SerialChannel(service.Service):
         if protocol is not self._protocol:
             return
         self._stop_poller()
+        self._flush_packer()  # what was received before the loss still goes out
         self._handle = None
         self._protocol = None
         self.modem = None
+        self._counters = None
         self.actual_settings = None
+        self._set_tx_paused(False)  # no device buffer is holding the sessions back any more
         closing, self._closing = self._closing, None
         if closing is not None:  # an orderly close ends the host's session settings
             self._override = None
@@ -317,6 +341,8 @@ class SerialChannel(service.Service):
             self._schedule_retry()
         self._broadcast(lambda s: s.device_state_changed(False))
         self._changed()
+        if closing is not None and self._wanted() and self._retry is None:
+            self._try_open()  # a holder arrived while the close was in progress
 
     # -- settings ---------------------------------------------------------------
 
@@ -405,6 +431,16 @@ class SerialChannel(service.Service):
         self.stats.connections_active = len(self._sessions)
         self.set_jammed(session, False)
         self._changed()
+
+    @property
+    def ignore_jammed(self) -> bool:
+        """"Ignore jammed IP": skip a jammed session instead of pausing the serial reader."""
+        return self._ignore_jammed
+
+    @ignore_jammed.setter
+    def ignore_jammed(self, value: bool) -> None:
+        self._ignore_jammed = value
+        self._update_reader()  # a session jammed under the old rule may now be skipped
 
     def set_jammed(self, session: IChannelSession, jammed: bool) -> None:
         """

@@ -71,10 +71,27 @@ def _parse_bool(text: str) -> bool:
 
 
 def _parse_int(text: str) -> int:
+    text = text.strip()
     try:
-        return int(text.strip(), 0)
+        return int(text, 0)
     except ValueError:
-        raise ValueError("expected a whole number") from None
+        pass
+    try:
+        return int(text, 10)  # "07": leading zeros, which base 0 refuses
+    except ValueError:
+        raise ValueError("expected a whole number (or 0x.. hex)") from None
+
+
+def _reason(e: Exception) -> str:
+    """The message of a validation error (attrs validators may add extra args)."""
+    return e.args[0] if len(e.args) >= 1 and isinstance(e.args[0], str) else str(e)
+
+
+def _new_parser() -> configparser.ConfigParser:
+    # No [DEFAULT] magic: its keys would silently appear in every section.
+    parser = configparser.ConfigParser(interpolation=None, default_section="nport-twisted:no-default")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    return parser
 
 
 def _udp_dest_to_text(d: UdpDestination) -> str:
@@ -167,24 +184,26 @@ def section_from_dict(cls: type[Any], items: dict[str, str], section: str, where
     values: dict[str, Any] = {}
     for key, raw in items.items():
         if key not in codecs:
-            raise ConfigError(f"{where}: [{section}] unknown key {key!r}; known keys: "
-                              + ", ".join(codecs))
+            raise ConfigError(f"{where}: [{section}] unknown key {key!r} (= {raw!r}); "
+                              "known keys: " + ", ".join(codecs))
         try:
             values[key] = codecs[key](raw)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{where}: [{section}] {key} = {raw!r}: {e}") from None
+            raise ConfigError(f"{where}: [{section}] {key} = {raw!r}: {_reason(e)}") from None
     try:
         return attrs.evolve(base, **values) if base is not None else cls(**values)
     except (ValueError, TypeError) as e:
-        bad = next((k for k in values if k in str(e)), None)
-        shown = f" {bad} = {items[bad]!r}" if bad else ""
-        raise ConfigError(f"{where}: [{section}]{shown}: {e}") from None
+        reason = _reason(e)
+        # Name every key of this section that the message mentions (a
+        # cross-field rule involves two), else every key that was set.
+        bad = [k for k in values if re.search(rf"(?<![\w]){re.escape(k)}(?![\w])", reason)]
+        shown = ", ".join(f"{k} = {items[k]!r}" for k in (bad or list(values)))
+        raise ConfigError(f"{where}: [{section}] {shown}: {reason}") from None
 
 
 def dumps(config: DeviceConfig, secrets: bool = True, network: bool = True) -> str:
     """Serialise C{config}; C{secrets=False} leaves out the password hash and mail password."""
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser = _new_parser()
     for section, _cls in _SECTIONS:
         if section == "network" and not network:
             continue
@@ -209,8 +228,7 @@ def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None
 
     @raise ConfigError: for any syntax error, unknown name or invalid value.
     """
-    parser = configparser.ConfigParser(interpolation=None)
-    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser = _new_parser()
     try:
         parser.read_string(text, source=where)
     except configparser.Error as e:

@@ -30,9 +30,11 @@ noted):
 * Rules are evaluated byte by byte in arrival order; whichever rule fires
   first sends.  After the byte that completes a delimiter, the delimiter rule
   is checked before the packing-length and buffer-full rules, so a delimiter
-  that is also the n-th byte is still stripped.  (MOXA's code ignores the
-  delimiters altogether when a packing length is set; we follow the manuals,
-  which present the rules as combinable.)
+  that is also the n-th byte is still stripped.  The result does not depend
+  on how the input is split into feeds.  (MOXA's code ignores the delimiters
+  altogether when a packing length is set, and checks for a full buffer
+  before scanning a UART read for delimiters; we follow the manuals, which
+  present the rules as combinable, and stay independent of read sizes.)
 * Every send restarts delimiter detection: a delimiter 1 sent by the length
   or buffer-full rule cannot pair with a delimiter 2 received afterwards.
 * The pair is matched left to right without overlap: ``d1 d1 d2`` matches on

@@ -68,6 +68,8 @@ from nport_twisted.settings import (
 _MAX_EARLY_COMMAND_BYTES = 4096
 #: Unread data-socket bytes discarded at most per FLUSH (bounds the loop).
 _MAX_DISCARD = 1 << 20
+#: What MOXA's device uses for a baud index outside the table (realcom.md §4.1).
+_UNKNOWN_INDEX_BAUD = 38400
 
 
 @attrs.frozen
@@ -181,7 +183,7 @@ class Pair:
 
     def modem_lines_changed(self, old: ModemLines, new: ModemLines) -> None:
         if self.command is not None:
-            self.command.modem_changed()
+            self.command.modem_changed(_msr_delta(_msr_state(old, False), _msr_state(new, False)))
 
     def line_errors(self, events: LineEvents) -> None:
         if self.command is not None:
@@ -189,7 +191,7 @@ class Pair:
 
     def device_state_changed(self, available: bool) -> None:
         if self.command is not None:
-            self.command.modem_changed()
+            self.command.modem_changed(0)
 
     def pause_input(self) -> None:
         if self.data is not None:
@@ -219,6 +221,7 @@ class CommandProtocol(Protocol):
         self._net: ConnectionInfo | None = None
         # NOTIFY state
         self._msr_sent = 0
+        self._msr_delta = 0  # MSR delta bits latched since the last NOTIFY
         self._events = 0
         self._notify_timer: IDelayedCall | None = None
         self._last_notify = float("-inf")
@@ -294,6 +297,11 @@ class CommandProtocol(Protocol):
 
     def data_connected(self) -> None:
         """The pair's data connection arrived: run what waited."""
+        # The device may only now be open: NOTIFY reports changes from this
+        # state on, so the first PORT_INIT reply has no NOTIFY tail.
+        self._msr_sent = self.port.msr_state()
+        self._msr_delta = 0
+        self._events = 0
         if self._early:
             early, self._early = bytes(self._early), bytearray()
             self.dataReceived(early)
@@ -341,20 +349,20 @@ class CommandProtocol(Protocol):
             self._arm_probe()
             return b""
         if isinstance(ev, aspp.WaitOutputQueue):
-            return self._wait_oqueue(ev.timeout_ms, control)
+            return self._wait_oqueue(ev.timeout_ms, port.exclusive)
         if isinstance(ev, aspp.OutputQueueQuery):
             return aspp.encode_queue_count(ev.code, port.channel.output_waiting())
         if isinstance(ev, aspp.InputQueueQuery):
             return aspp.encode_queue_count(ev.code, port.channel.input_waiting())
         if isinstance(ev, aspp.SetBaud):
-            if not 50 <= ev.baud <= port.max_baud:
-                return aspp.encode_na(ev.code)
-            if control and not port.apply_baud(ev.baud):
+            if not control:
+                return ok(ev.code)  # [P]: a data tunnel accepts any speed without a range check
+            if not 50 <= ev.baud <= port.max_baud or not port.apply_baud(ev.baud):
                 return aspp.encode_na(ev.code)
             return ok(ev.code)
         if isinstance(ev, aspp.Ioctl):
             if control:
-                port.apply_line(ev.baud_index, ev.mode, flow=None, unknown_index_baud=38400)
+                port.apply_line(ev.baud_index, ev.mode, flow=None)
             return ok(ev.code)
         if isinstance(ev, aspp.FlowControl):
             if control:
@@ -370,7 +378,7 @@ class CommandProtocol(Protocol):
                 port.channel.set_xon_xoff_chars(ev.xon, ev.xoff)
             return ok(ev.code)
         if isinstance(ev, aspp.Flush):
-            if control:
+            if port.exclusive:  # [P]: never with several hosts, even with driver control
                 self._flush(ev.mode)
             return ok(ev.code)
         if isinstance(ev, (aspp.StartBreak, aspp.StopBreak)):
@@ -394,8 +402,9 @@ class CommandProtocol(Protocol):
         if isinstance(ev, aspp.PortReset):
             return ok(ev.code) if ev.valid and control else b""
         if isinstance(ev, aspp.FlushStart):
-            if control:
-                self._flush(ev.mode)
+            if not port.exclusive:  # [P]: answered with zeros, no flush state
+                return aspp.encode_flush_start_done(0)
+            self._flush(ev.mode)
             self.flushing = True
             assert self.pair is not None
             return aspp.encode_flush_start_done(self.pair.unread())
@@ -437,19 +446,20 @@ class CommandProtocol(Protocol):
         unread = self.pair.unread() if self.pair is not None else 0
         return self.port.channel.output_waiting() + unread
 
-    def _wait_oqueue(self, timeout_ms: int, control: bool) -> bytes:
+    def _wait_oqueue(self, timeout_ms: int, exclusive: bool) -> bytes:
         if self._wait_timer is not None and self._wait_timer.active():
             self._wait_timer.cancel()  # one outstanding command at a time: answer the old one
             self._wait_timer = None
             self.transport.write(aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, self._queued()))
-        if not control:
+        if not exclusive:
             return aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, 0)
         queued = self._queued()
         if queued == 0:
             return aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, 0)
         clock = self.port.clock
         self._wait_deadline = clock.seconds() + timeout_ms / 1000
-        self._wait_timer = clock.callLater(self.port.options.wait_poll_interval, self._wait_check)
+        self._wait_timer = clock.callLater(min(self.port.options.wait_poll_interval, timeout_ms / 1000),
+                                           self._wait_check)
         return b""
 
     def _wait_check(self) -> None:
@@ -467,12 +477,22 @@ class CommandProtocol(Protocol):
     def enable_notify(self, on: bool) -> None:
         self.notify_enabled = on
         if on:
-            self._arm_probe()
+            # Command traffic is not data: a repeated PORT_INIT must not
+            # postpone a probe that is already due or running.
+            if self._probe_timer is None or not self._probe_timer.active():
+                self._arm_probe()
         elif self._probe_timer is not None and self._probe_timer.active():
             self._probe_timer.cancel()
             self._probe_timer = None
 
-    def modem_changed(self) -> None:
+    def modem_changed(self, delta: int) -> None:
+        """
+        Modem lines changed; C{delta} has the MSR delta bits of this change.
+        Like a 16550's MSR they stay latched until a NOTIFY carries them, so
+        a line that drops and returns within one 100 ms window is still
+        reported as changed.
+        """
+        self._msr_delta |= delta
         self._events |= aspp.EVENT_MODEM
         self._schedule_notify()
 
@@ -489,7 +509,7 @@ class CommandProtocol(Protocol):
     def _pending_notify(self) -> bytes:
         """The NOTIFY that describes what changed since the last one, or b""."""
         state = self.port.msr_state()
-        delta = _msr_delta(self._msr_sent, state)
+        delta = _msr_delta(self._msr_sent, state) | self._msr_delta
         events = self._events & ~aspp.EVENT_MODEM
         if delta:
             events |= aspp.EVENT_MODEM
@@ -497,6 +517,7 @@ class CommandProtocol(Protocol):
             self._events = 0
             return b""
         self._msr_sent = state
+        self._msr_delta = 0
         self._events = 0
         return aspp.encode_notify(events, state | delta, self.port.hold_bits())
 
@@ -623,9 +644,14 @@ class RealComPort:
         self.max_baud = 4_000_000
 
     @property
+    def exclusive(self) -> bool:
+        """Max connection 1: the host has the port to itself (MOXA's "realtty")."""
+        return self.ctx.operating.max_connection == 1
+
+    @property
     def control_allowed(self) -> bool:
-        op = self.ctx.operating
-        return op.max_connection == 1 or op.allow_driver_control
+        """Whether control requests are applied (exclusive, or "allow driver control")."""
+        return self.exclusive or self.ctx.operating.allow_driver_control
 
     # -- pairing -----------------------------------------------------------------
 
@@ -639,8 +665,13 @@ class RealComPort:
                 return pair
         return None
 
-    def _free(self, pair: Pair) -> None:
-        if pair.command is None and pair.data is None and self.slots[pair.slot] is pair:
+    def _retire(self, pair: Pair) -> None:
+        """
+        A pair whose first connection is gone is finished: free its slot at
+        once, so a host reconnecting before the other half has finished
+        closing gets a fresh pair instead of half of the dying one.
+        """
+        if self.slots[pair.slot] is pair:
             self.slots[pair.slot] = None
 
     def data_connected(self, pair: Pair) -> None:
@@ -660,15 +691,15 @@ class RealComPort:
             pair.attached = False
             self.channel.detach(pair)
             self.channel.release()
+        self._retire(pair)
         if pair.command is not None:
             pair.command.transport.loseConnection()
-        self._free(pair)
 
     def command_lost(self, pair: Pair) -> None:
         pair.command = None
+        self._retire(pair)
         if pair.data is not None:
             pair.data.transport.loseConnection()
-        self._free(pair)
 
     # -- line state shared by the pairs ----------------------------------------------
 
@@ -689,18 +720,20 @@ class RealComPort:
             hold |= aspp.HOLD_CTS
         return hold
 
-    def apply_line(self, baud_index: int, mode: aspp.LineMode, flow: aspp.FlowControl | None,
-                   unknown_index_baud: int | None = None) -> bool:
+    def apply_line(self, baud_index: int, mode: aspp.LineMode, flow: aspp.FlowControl | None) -> bool:
         """
         Apply a PORT_INIT/IOCTL line setting; return True when the device
         refused the baud rate (PORT_INIT then answers "baud rejected").
+
+        Index 0xFF keeps the current speed: a SETBAUD follows (for B0 none
+        does; MOXA's device would fall back to 38400, we keep the speed to
+        avoid a needless glitch — ours).  Any other index outside the table
+        gives 38400, as MOXA's device does.
         """
         current = self.channel.effective_settings
         baud = aspp.baud_from_index(baud_index)
         if baud is None:
-            # 0xFF: a SETBAUD follows (or, for B0, nothing; MOXA's code then uses 38400).
-            baud = unknown_index_baud if baud_index != aspp.BAUD_INDEX_CUSTOM else current.baudrate
-            baud = baud or current.baudrate
+            baud = current.baudrate if baud_index == aspp.BAUD_INDEX_CUSTOM else _UNKNOWN_INDEX_BAUD
         changes: dict[str, Any] = dict(baudrate=baud, bytesize=mode.bytesize,
                                        parity=Parity(mode.parity), stopbits=mode.stopbits)
         if flow is not None:

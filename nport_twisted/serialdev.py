@@ -179,16 +179,24 @@ class PySerialControl:
         ])
         if ok:
             actual["flow_control"] = settings.flow_control
-        if settings.interface is not SerialInterface.RS232:
-            self._apply_rs485(settings.interface)
+        self._apply_rs485(settings.interface)  # also turns it off again for RS-232
         return attrs.evolve(self.current(settings), **actual)
 
     def _apply_rs485(self, interface: SerialInterface) -> None:
         import serial.rs485
         mode = serial.rs485.RS485Settings() if interface is SerialInterface.RS485_2WIRE else None
+        old = getattr(self._serial, "rs485_mode", None)
+        if mode is None and old is None:
+            return
         try:
             self._serial.rs485_mode = mode
         except _REFUSED as e:
+            # pyserial keeps the refused mode and would retry (and fail) it on
+            # every later reconfiguration, refusing the baud rate and all.
+            try:
+                self._serial.rs485_mode = old
+            except _REFUSED:
+                pass
             self._log.info("{device}: no kernel RS-485 mode ({error}); the adapter must switch "
                            "direction itself", device=self.name, error=e)
 

@@ -146,6 +146,27 @@ class NPortService(service.MultiService):
         ds = [ps.reconfigure(pc) for ps, pc in zip(self.ports, new.ports)]
         return DeferredList(ds, consumeErrors=True).addCallback(lambda _: None)
 
+    def reload(self) -> Deferred[None]:
+        """
+        Re-read the settings file (SIGHUP) and apply it.  A bad file is
+        logged with the key at fault and the running configuration is kept.
+        """
+        from nport_twisted._exceptions import ConfigError
+        try:
+            loaded = self.store.load()
+        except ConfigError as e:
+            self._log.error("settings not reloaded, keeping the running ones: {error}", error=e)
+            return succeed(None)
+        new = attrs.evolve(loaded, identity=self.config.identity).with_port_count(
+            len(self.ports), OpMode.REAL_COM)
+        try:
+            d = self.apply_config(new)
+        except ValueError as e:
+            self._log.error("settings not reloaded, keeping the running ones: {error}", error=e)
+            return succeed(None)
+        self._log.info("settings reloaded from {path}", path=self.store.path)
+        return d
+
     def save(self) -> None:
         """Write the running configuration to the settings file (atomic)."""
         self.store.save(self.config)

@@ -132,21 +132,35 @@ def _text(max_len: int, allow_empty: bool = True) -> Callable[[Any, attrs.Attrib
     return check
 
 
+def _one_of(options: tuple[Any, ...]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if isinstance(value, bool) or value not in options:
+            shown = ", ".join(f"{o:g}" if isinstance(o, float) else str(o) for o in options)
+            raise ValueError(f"{attribute.name} must be one of {shown}")
+    return check
+
+
 def _ipv4(optional: bool = True) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if optional and value == "":
             return
         try:
-            ipaddress.IPv4Address(value)
+            ipaddress.IPv4Address(value if isinstance(value, str) else "")
         except ValueError:
             raise ValueError(f"{attribute.name} must be an IPv4 address like 192.168.127.254") from None
     return check
 
 
+def _plain_word(text: str) -> bool:
+    """No whitespace, control characters or commas (the file's list separator)."""
+    return bool(text) and not any(c.isspace() or c == "," or ord(c) < 0x20 or c == "\x7f" for c in text)
+
+
 def _host_port(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for item in value:
-        host, sep, port = item.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        host, sep, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
+        if (not sep or not _plain_word(host) or not port.isdecimal()
+                or not 1 <= int(port) <= 65535):
             raise ValueError(f"{attribute.name}: {item!r} is not HOST:PORT")
 
 
@@ -160,6 +174,14 @@ class Identity:
     mac: str = attrs.field(default="")  # "" = MAC of the default-route interface
     serial_number: int = attrs.field(default=0, validator=_range(0, 0xFFFF))  # 0 = from MAC
     firmware: str = attrs.field(default="1.0.0", validator=_text(31, allow_empty=False))
+
+    @model.validator
+    def _check_model(self, attribute: attrs.Attribute[str], value: str) -> None:
+        if value:
+            try:
+                find_model(value)
+            except KeyError as e:
+                raise ValueError(e.args[0]) from None
 
     @mac.validator
     def _check_mac(self, attribute: attrs.Attribute[str], value: str) -> None:
@@ -213,8 +235,8 @@ class SerialSettings:
 
     alias: str = attrs.field(default="", validator=_text(15))
     baudrate: int = attrs.field(default=115200, validator=_range(50, MAX_BAUDRATE))
-    bytesize: int = attrs.field(default=8, validator=attrs.validators.in_((5, 6, 7, 8)))
-    stopbits: float = attrs.field(default=1, validator=attrs.validators.in_((1, 1.5, 2)))
+    bytesize: int = attrs.field(default=8, validator=_one_of((5, 6, 7, 8)))
+    stopbits: float = attrs.field(default=1, validator=_one_of((1, 1.5, 2)))
     parity: Parity = Parity.NONE
     flow_control: FlowControl = FlowControl.NONE  # ours: MOXA's RTS/CTS would stall a bare pty
     fifo: bool = True
@@ -283,7 +305,7 @@ class OperatingSettings:
     pair_remote: str = attrs.field(default="", validator=_text(63))
     # Ethernet Modem / Reverse Telnet use local_tcp_port; Reverse Telnet's
     # line-ending translation:
-    telnet_map_cr: str = attrs.field(default="cr", validator=attrs.validators.in_(("cr", "lf", "crlf")))
+    telnet_map_cr: str = attrs.field(default="cr", validator=_one_of(("cr", "lf", "crlf")))
 
     @destinations.validator
     def _check_destinations(self, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -327,6 +349,13 @@ class AccessibleIP:
     ip: str = attrs.field(validator=_ipv4(optional=False))
     netmask: str = attrs.field(default="255.255.255.255", validator=_ipv4(optional=False))
     active: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            self.network()
+        except ValueError:
+            raise ValueError(f"netmask {self.netmask} is not a valid netmask "
+                             "(like 255.255.255.0)") from None
 
     def network(self) -> ipaddress.IPv4Network:
         return ipaddress.IPv4Network(f"{self.ip}/{self.netmask}", strict=False)
@@ -378,6 +407,13 @@ class AutoWarningSettings:
     trap_warm_start: bool = False
     trap_auth_failure: bool = False
 
+    @mail_to.validator
+    def _check_mail_to(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if len(value) > 4 or any(not isinstance(a, str) or len(a) > 63 or not _plain_word(a)
+                                 for a in value):
+            raise ValueError("mail_to: at most 4 addresses of up to 63 characters, "
+                             "without spaces or commas")
+
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -393,7 +429,7 @@ class PasswordSettings:
 
     @hash.validator
     def _check(self, attribute: attrs.Attribute[str], value: str) -> None:
-        if value and (not value.startswith("scrypt$") or value.count("$") != 5):
+        if value and _parse_hash(value) is None:
             raise ValueError("hash must be scrypt$N$r$p$salt$digest as written by nport-twisted")
 
     @property
@@ -412,13 +448,30 @@ class PasswordSettings:
 
     def verify(self, password: str) -> bool:
         """Constant-time check of C{password}; always False when none is set."""
-        if not self.hash:
+        parsed = _parse_hash(self.hash) if self.hash else None
+        if parsed is None:
             return False
-        _, n, r, p, salt, digest = self.hash.split("$")
-        expected = base64.b64decode(digest)
-        got = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt),
-                             n=int(n), r=int(r), p=int(p), dklen=len(expected))
+        n, r, p, salt, expected = parsed
+        got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected),
+                             maxmem=128 * r * (n + p + 2) + 2**20)
         return hmac.compare_digest(got, expected)
+
+
+def _parse_hash(text: str) -> tuple[int, int, int, bytes, bytes] | None:
+    """(N, r, p, salt, digest) of a stored hash, or None when it is malformed or too costly."""
+    parts = text.split("$")
+    if len(parts) != 6 or parts[0] != "scrypt" or not all(x.isdecimal() for x in parts[1:4]):
+        return None
+    n, r, p = (int(x) for x in parts[1:4])
+    try:
+        salt = base64.b64decode(parts[4], validate=True)
+        digest = base64.b64decode(parts[5], validate=True)
+    except ValueError:
+        return None
+    if (n < 2 or n & (n - 1) or not 1 <= r <= 32 or not 1 <= p <= 16
+            or 128 * r * n > 2**26 or not salt or not 16 <= len(digest) <= 128):
+        return None
+    return n, r, p, salt, digest
 
 
 @attrs.frozen

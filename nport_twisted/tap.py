@@ -165,8 +165,21 @@ def makeService(options: Options) -> service.IService:
     from nport_twisted.server import NPortService
 
     config: DeviceConfig = options["device_config"]
-    return NPortService(
+    svc = NPortService(
         reactor, options["devices"], config, options["store"],
         opener=open_serial_port(reactor), port_offset=options["port-offset"],
         interface=options["interface"],
     )
+    if options["config"]:
+        _reload_on_sighup(reactor, svc)
+    return svc
+
+
+def _reload_on_sighup(reactor: Any, svc: Any) -> None:
+    """SIGHUP re-reads the settings file, as ser2net users expect."""
+    import signal
+
+    def handler(signum: int, frame: object) -> None:
+        reactor.callFromThread(svc.reload)
+
+    reactor.addSystemEventTrigger("after", "startup", signal.signal, signal.SIGHUP, handler)

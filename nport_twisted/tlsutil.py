@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import datetime
 import os
+import stat
 import tempfile
 
+from twisted.internet.endpoints import quoteStringArgument
 from twisted.logger import Logger
 
 from nport_twisted.configfile import atomic_write
@@ -57,7 +59,7 @@ def certificate_path(state_dir: str | None) -> str:
     (no --config) it lives in a temporary directory for this run only.
     """
     if state_dir is None:
-        state_dir = os.path.join(tempfile.gettempdir(), f"nport-twisted-{os.getuid()}")
+        state_dir = _private_temp_dir()
         _log.warn("no --config: the Secure Real COM certificate in {dir} is not kept with settings",
                   dir=state_dir)
     path = os.path.join(state_dir, CERT_FILE)
@@ -67,7 +69,32 @@ def certificate_path(state_dir: str | None) -> str:
     return path
 
 
+def _private_temp_dir() -> str:
+    """
+    C{$TMPDIR/nport-twisted-<uid>}, created private (0700).  The directory
+    holds a private key, so one that another user could have planted or can
+    write to (wrong owner, group/world access, a symlink) is not used: this
+    run then gets a fresh private directory from C{mkdtemp}.
+    """
+    path = os.path.join(tempfile.gettempdir(), f"nport-twisted-{os.getuid()}")
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    try:
+        st = os.lstat(path)
+        safe = (stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid()
+                and not st.st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    except OSError:
+        safe = False
+    if not safe:
+        _log.warn("{path} is not a private directory of this user; using a new one for this run",
+                  path=path)
+        path = tempfile.mkdtemp(prefix="nport-twisted-")
+    return path
+
+
 def tls_endpoint_options(state_dir: str | None) -> str:
     """The ``:privateKey=…:certKey=…`` suffix of an ``ssl:`` endpoint string."""
-    path = certificate_path(state_dir).replace(":", "\\:")
+    path = quoteStringArgument(certificate_path(state_dir))
     return f":privateKey={path}:certKey={path}"

@@ -8,7 +8,7 @@ import itertools
 from typing import Any
 
 import attrs
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -419,6 +419,14 @@ class CombinedTests(SynchronousTestCase):
         self.assertEqual(p.feed(b"ab;cd", 0.0), [b"ab;"])
         self.assertEqual(p.flush(), b"cd")
 
+    def test_delimiter_at_length_no_wait(self) -> None:
+        """
+        A Delimiter+1 delimiter that is also the n-th byte is sent at once, without waiting.
+        """
+        p = packer(packing_length=3, delimiter1=0x3B, delimiter_process=P.PLUS_1)
+        self.assertEqual(p.feed(b"ab;", 0.0), [b"ab;"])
+        self.assertEqual(p.pending, 0)
+
 
 class ConfigTests(SynchronousTestCase):
     """
@@ -467,6 +475,7 @@ class PropertyTests(SynchronousTestCase):
     Properties that hold for every configuration and every way of chunking the input.
     """
 
+    @settings(max_examples=500)
     @given(configs, streams, cut_lists)
     def test_matches_model(self, config: PackingConfig, data: bytes, cuts: list[int]) -> None:
         """

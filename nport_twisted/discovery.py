@@ -1,0 +1,1050 @@
+# -*- test-case-name: tests.test_discovery -*-
+"""
+The device-level network services of an NPort: the UDP 4800 DSCI responder
+(NPort Administrator, Device Search Utility and the Real COM drivers'
+liveness polling), the Auto IP Report sender and the TCP 4900 capture
+listener (docs/discovery.md, specification dsci.md).
+
+L{device_services} builds all three for an L{NPortService}.
+"""
+
+# UDP 4800 (DSCI), what this responder does with one datagram (dsci.md §11):
+#
+#   1. drop (silently; counted; logged at debug, itself rate limited) when:
+#      longer than MAX_REQUEST; shorter than 8 bytes; header length !=
+#      datagram length; reply bit set; a request other than the 8-byte search
+#      without a full device ID; a device ID that is not ours; a source the
+#      accessible IP list refuses; a source over its rate (token bucket per
+#      source IP, plus one for everybody).
+#   2. answer, echoing the transaction id:
+#      0x01 -> 0x81 (8-byte and 20-byte forms), 0x02 -> 0x82, 0x10 -> 0x90,
+#      0x14 -> 0x94, 0x16 -> 0x96, 0x1A -> 0x9A, 0x1B -> 0x9B, 0x1D -> 0x9D,
+#      0x21/0x22/0x23 -> 0xA1/0xA2/0xA3, 0x25 -> 0xA5, 0x26 -> 0xA6,
+#      0x27 -> 0xA7; anything else, the credential codes 0x1E, 0x28, 0x29,
+#      0x2C included, -> the 8-byte header with status 0x04.
+#   3. send from the listening socket (source port 4800): a request that
+#      arrived by broadcast is answered to 255.255.255.255:<client port> out
+#      of the interface it came in on, a unicast one to the client.  The
+#      destination address and the interface come from IP_PKTINFO, which
+#      Twisted's UDP port discards; PktInfoUDPPort reads the socket itself.
+
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import ipaddress
+import os
+import socket
+import struct
+import zoneinfo
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from ipaddress import IPv4Address
+from typing import Any
+
+import attrs
+from twisted.application import service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IReactorFDSet, IReactorTime, IReadDescriptor
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from nport_twisted import dsci
+from nport_twisted.dsci import DsciError, NetstatEntry, NetstatPagedRequest, NetstatRequest, Request
+from nport_twisted.frontend import ConnectionInfo, ListenerInfo, ListenerService, ListenError, NetTable
+from nport_twisted.identity import (
+    ZERO_IP,
+    DeviceIdentity,
+    HostNetwork,
+    InterfaceAddress,
+    address_by_ip,
+    address_for_peer,
+    address_on_interface,
+    is_ipv4_literal,
+    resolve_identity,
+)
+from nport_twisted.settings import AccessibleIPSettings, DeviceConfig
+
+__all__ = [
+    "CAPTURE_FILE",
+    "CAPTURE_PORT",
+    "LIMITED_BROADCAST",
+    "MAX_REQUEST",
+    "AutoReportService",
+    "CaptureFactory",
+    "CaptureLog",
+    "CaptureProtocol",
+    "DsciProtocol",
+    "DsciService",
+    "DsciStats",
+    "Outgoing",
+    "PacketInfo",
+    "PktInfoUDPPort",
+    "RateLimiter",
+    "arrived_by_broadcast",
+    "capture_service",
+    "device_services",
+    "hexdump",
+    "netstat_groups",
+    "pack_pktinfo",
+    "unpack_pktinfo",
+]
+
+LIMITED_BROADCAST = "255.255.255.255"
+
+#: The largest request we look at; every known request is at most 32 bytes.
+MAX_REQUEST = 512
+
+#: Linux's IP_PKTINFO (Python < 3.12 lacks the constant).
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+_IN_PKTINFO = struct.Struct("=i4s4s")  # ipi_ifindex, ipi_spec_dst, ipi_addr
+
+CAPTURE_PORT = 4900
+CAPTURE_FILE = "tcp4900-capture.log"
+
+
+# --- IP_PKTINFO ------------------------------------------------------------------
+
+
+@attrs.frozen
+class PacketInfo:
+    """
+    Where a datagram went: the interface it arrived on, the local address
+    the kernel associates with it (C{ipi_spec_dst}: the address itself for
+    unicast, the interface's address for a broadcast) and the destination
+    address in its IP header (C{ipi_addr}).
+    """
+
+    ifindex: int
+    local: str
+    destination: str
+
+
+def pack_pktinfo(ifindex: int, source: str = "") -> bytes:
+    """An C{in_pktinfo} for sendmsg: leave by C{ifindex} (0: routing decides) from C{source}."""
+    spec = socket.inet_aton(source) if source else bytes(4)
+    return _IN_PKTINFO.pack(ifindex, spec, bytes(4))
+
+
+def unpack_pktinfo(data: bytes) -> PacketInfo:
+    """Decode the C{in_pktinfo} of a received datagram."""
+    ifindex, spec_dst, addr = _IN_PKTINFO.unpack(data[:_IN_PKTINFO.size])
+    return PacketInfo(ifindex=ifindex, local=socket.inet_ntoa(spec_dst),
+                      destination=socket.inet_ntoa(addr))
+
+
+def arrived_by_broadcast(info: PacketInfo, addresses: Sequence[InterfaceAddress]) -> bool:
+    """
+    Whether a datagram was sent to a broadcast address: the limited
+    broadcast, the directed broadcast of one of our subnets, or (when the
+    address list is incomplete) any destination that is neither the local
+    address the kernel matched nor one of ours.  Multicast counts as unicast.
+    """
+    try:
+        dst = IPv4Address(info.destination)
+    except ValueError:
+        return False
+    if str(dst) == LIMITED_BROADCAST:
+        return True
+    if dst.is_multicast:
+        return False
+    if any(a.broadcast == dst for a in addresses):
+        return True
+    if any(a.address == dst for a in addresses):
+        return False
+    return info.destination != info.local
+
+
+@implementer(IReadDescriptor)
+class PktInfoUDPPort:
+    """
+    A UDP socket read with C{recvmsg} so that each datagram comes with its
+    L{PacketInfo}, and written with C{sendmsg} so that a reply can name the
+    interface and source address.
+
+    Twisted's UDP port reads with C{recvfrom}, which drops the ancillary
+    data, and has no way to choose the outgoing interface of a broadcast.
+    This class is the smallest reader that does: a non-blocking socket
+    registered with the injected reactor's C{addReader}, so everything still
+    runs on the reactor thread.
+
+    The protocol gets C{makeConnection(port)}, then
+    C{datagramReceived(data, (host, port), info)} per datagram; it answers
+    with L{send_reply}.
+    """
+
+    _log = Logger()
+    #: Datagrams read per doRead, so a flood cannot starve the reactor.
+    max_per_read = 64
+
+    def __init__(self, reactor: IReactorFDSet, port: int, interface: str, protocol: Any) -> None:
+        self._reactor = reactor
+        self._port = port
+        self._interface = interface
+        self.protocol = protocol
+        self.socket: socket.socket | None = None
+        self._buffer = bytearray(65536)
+        self._anc_size = socket.CMSG_SPACE(_IN_PKTINFO.size)
+
+    def startListening(self) -> None:
+        """Open, bind and start reading; raises C{OSError} when the port is taken."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+            sock.bind((self._interface, self._port))
+        except BaseException:
+            sock.close()
+            raise
+        self.socket = sock
+        self.protocol.makeConnection(self)
+        self._reactor.addReader(self)
+
+    def fileno(self) -> int:
+        return self.socket.fileno() if self.socket is not None else -1
+
+    def logPrefix(self) -> str:
+        return "DSCI"
+
+    def getHost(self) -> IAddress:
+        from twisted.internet.address import IPv4Address as TwistedIPv4Address
+        assert self.socket is not None
+        host, port = self.socket.getsockname()[:2]
+        return TwistedIPv4Address("UDP", host, port)
+
+    def doRead(self) -> None:
+        sock = self.socket
+        for _ in range(self.max_per_read):
+            if sock is None or sock.fileno() < 0:
+                return
+            try:
+                nbytes, ancdata, flags, addr = sock.recvmsg_into([self._buffer], self._anc_size)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                # ICMP errors of earlier replies surface here; keep reading.
+                if e.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                    continue
+                self._log.warn("DSCI receive error: {error}", error=e)
+                return
+            info = None
+            for level, kind, data in ancdata:
+                if level == socket.IPPROTO_IP and kind == IP_PKTINFO and len(data) >= _IN_PKTINFO.size:
+                    info = unpack_pktinfo(data)
+            # A truncated datagram (MSG_TRUNC) fills the 64 KiB buffer, far over
+            # MAX_REQUEST, so the protocol drops it as oversized.
+            datagram = bytes(self._buffer[:nbytes])
+            try:
+                self.protocol.datagramReceived(datagram, addr[:2], info)
+            except Exception:
+                self._log.failure("DSCI protocol error")
+
+    def send_reply(self, data: bytes, addr: tuple[str, int], ifindex: int = 0, source: str = "") -> bool:
+        """Send one datagram; False if it could not be sent now (it is dropped)."""
+        sock = self.socket
+        if sock is None:
+            return False
+        anc = [(socket.IPPROTO_IP, IP_PKTINFO, pack_pktinfo(ifindex, source))] if (ifindex or source) else []
+        try:
+            sock.sendmsg([data], anc, 0, addr)
+            return True
+        except OSError as e:
+            if anc and e.errno == errno.EINVAL:
+                # The source address is no longer ours (address removed): let routing pick.
+                try:
+                    sock.sendmsg([data], [], 0, addr)
+                    return True
+                except OSError as e2:
+                    e = e2
+            self._log.debug("DSCI reply to {addr} not sent: {error}", addr=addr, error=e)
+            return False
+
+    def stopListening(self) -> Deferred[None]:
+        sock, self.socket = self.socket, None
+        if sock is not None:
+            self._reactor.removeReader(self)
+            sock.close()
+        return succeed(None)
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.stopListening()
+
+
+# --- rate limiting -----------------------------------------------------------------
+
+
+class RateLimiter:
+    """
+    Token buckets per key (source IP) on the injected clock: C{rate} tokens
+    a second, at most C{burst}.  At most C{max_keys} buckets are kept; when
+    full, the least recently used one is forgotten (it starts again full,
+    which only ever errs towards answering).
+    """
+
+    def __init__(self, rate: float = 20.0, burst: float = 40.0, max_keys: int = 1024) -> None:
+        if rate <= 0 or burst < 1 or max_keys < 1:
+            raise ValueError("rate > 0, burst >= 1 and max_keys >= 1 are required")
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def allow(self, key: str, now: float) -> bool:
+        """Take one token for C{key}; False when its bucket is empty."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            while len(self._buckets) >= self.max_keys:
+                self._buckets.popitem(last=False)
+            bucket = self._buckets[key] = [self.burst, now]
+        else:
+            self._buckets.move_to_end(key)
+            tokens, stamp = bucket
+            bucket[0] = min(self.burst, tokens + max(0.0, now - stamp) * self.rate)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return True
+        return False
+
+
+# --- the responder -----------------------------------------------------------------
+
+
+@attrs.define
+class DsciStats:
+    """Counters of the responder, for the monitor and tests."""
+
+    received: int = 0
+    replied: int = 0
+    unsupported: int = 0
+    dropped_invalid: int = 0
+    dropped_oversized: int = 0
+    dropped_reply: int = 0
+    dropped_foreign: int = 0
+    dropped_acl: int = 0
+    dropped_rate: int = 0
+    dropped_unroutable: int = 0
+    send_failed: int = 0
+
+
+@attrs.frozen
+class Outgoing:
+    """One reply and where it goes."""
+
+    data: bytes
+    host: str
+    port: int
+    ifindex: int = 0
+    source: str = ""
+
+    @property
+    def broadcast(self) -> bool:
+        return self.host == LIMITED_BROADCAST
+
+
+def _ip4(host: str) -> bytes:
+    """Network-order bytes of an IPv4 (or IPv4-mapped IPv6) address; 0.0.0.0 otherwise."""
+    ip = _as_ipv4(host)
+    return ip.packed if ip is not None else ZERO_IP.packed
+
+
+def _as_ipv4(host: str) -> IPv4Address | None:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return ip.ipv4_mapped
+    return ip
+
+
+def netstat_groups(net: NetTable) -> list[list[NetstatEntry]]:
+    """
+    The netstat entries of C{net}, grouped so that a page boundary can avoid
+    splitting a listener from its connections.
+
+    Device services (UDP 4800, TCP 4900) come first, then each serial port's
+    listeners, each followed by the connections on its port.  Listeners show
+    local IP 0.0.0.0 (bound to any, as a real NPort fills in INADDR_ANY), TCP
+    state LISTEN (UDP: 0); connections show both ends and CONNECTED.  The
+    serial-port byte is the 1-based port number (MOXA's device code stores
+    its port number there), 0 for device services.  IPv6-only peers cannot
+    be expressed and are left out.
+
+    MOXA's driver resets a tty when a poll shows its data or command port in
+    LISTEN without also showing its own connection to it in the same reply,
+    hence the grouping.
+    """
+    listeners = sorted(enumerate(net.listeners),
+                       key=lambda il: (il[1].port_index is not None, il[1].port_index or 0, il[0]))
+    connections = list(net.connections)
+    used: set[int] = set()
+    groups: list[list[NetstatEntry]] = []
+
+    def serial_byte(index: int | None) -> int:
+        return 0 if index is None else min(index + 1, 255)
+
+    def conn_entry(c: ConnectionInfo) -> NetstatEntry | None:
+        remote, local = _as_ipv4(c.remote_host), _as_ipv4(c.local_host)
+        if remote is None or local is None:
+            return None
+        return NetstatEntry(remote_ip=remote.packed, local_ip=local.packed, remote_port=c.remote_port,
+                            local_port=c.local_port, sock_type=dsci.SOCK_TCP, state=dsci.TCP_CONNECTED,
+                            serial_port=serial_byte(c.port_index))
+
+    for _, listener in listeners:
+        udp = listener.proto.lower().startswith("udp")
+        group = [NetstatEntry(remote_ip=ZERO_IP.packed, local_ip=ZERO_IP.packed, remote_port=0,
+                              local_port=listener.port,
+                              sock_type=dsci.SOCK_UDP if udp else dsci.SOCK_TCP,
+                              state=0 if udp else dsci.TCP_LISTEN,
+                              serial_port=serial_byte(listener.port_index))]
+        if not udp:
+            for j, conn in enumerate(connections):
+                if j not in used and conn.local_port == listener.port:
+                    used.add(j)
+                    entry = conn_entry(conn)
+                    if entry is not None:
+                        group.append(entry)
+        groups.append(group)
+    for j, conn in enumerate(connections):
+        if j not in used:
+            entry = conn_entry(conn)
+            if entry is not None:
+                groups.append([entry])
+    return groups
+
+
+def _page_length(groups: list[list[NetstatEntry]], start: int, limit: int) -> int:
+    """Entries on the page from C{start}: up to C{limit}, ending on a group boundary if one fits."""
+    total = sum(len(g) for g in groups)
+    best, end = 0, 0
+    for group in groups:
+        end += len(group)
+        if start < end <= start + limit:
+            best = end - start
+    return best or max(1, min(limit, total - start))
+
+
+class DsciProtocol:
+    """
+    Answers DSCI requests for one device.  Everything it reads is injected:
+    the live configuration, the network table, the clock and the host
+    queries, so tests drive it with fakes.
+
+    @ivar transport: anything with L{PktInfoUDPPort.send_reply}'s signature.
+    """
+
+    _log = Logger()
+
+    def __init__(self, config: Callable[[], DeviceConfig], net: NetTable, clock: IReactorTime,
+                 host: HostNetwork | None = None, *,
+                 per_source: RateLimiter | None = None, overall: RateLimiter | None = None) -> None:
+        self._config = config
+        self._net = net
+        self._clock = clock
+        self._host = host if host is not None else HostNetwork()
+        self.per_source = per_source if per_source is not None else RateLimiter(20.0, 40.0, 1024)
+        self.overall = overall if overall is not None else RateLimiter(200.0, 400.0, 1)
+        self._debug_logs = RateLimiter(2.0, 20.0, 1)
+        self.stats = DsciStats()
+        self.transport: Any = None
+        self._addr_cache: tuple[float, list[InterfaceAddress]] | None = None
+        self._bad_firmware_logged = False
+
+    def makeConnection(self, transport: Any) -> None:
+        self.transport = transport
+
+    # -- input ----------------------------------------------------------------
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int], info: PacketInfo | None = None) -> None:
+        """Handle one datagram and send the reply, if any."""
+        out = self.handle(datagram, addr, info)
+        if out is None:
+            return
+        if self.transport.send_reply(out.data, (out.host, out.port), out.ifindex, out.source) is False:
+            self.stats.send_failed += 1
+        else:
+            self.stats.replied += 1
+
+    def _drop(self, counter: str, reason: str, peer: str) -> None:
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
+        if self._debug_logs.allow("log", self._clock.seconds()):
+            self._log.debug("DSCI: dropped a datagram from {peer}: {reason}", peer=peer, reason=reason)
+
+    def handle(self, datagram: bytes, addr: tuple[str, int], info: PacketInfo | None) -> Outgoing | None:
+        """The reply to one datagram and where it goes, or None to stay silent."""
+        self.stats.received += 1
+        host, port = str(addr[0]), int(addr[1])
+        if len(datagram) > MAX_REQUEST:
+            self._drop("dropped_oversized", f"{len(datagram)} bytes", host)
+            return None
+        if len(datagram) >= 1 and datagram[0] & dsci.REPLY_BIT:
+            self._drop("dropped_reply", f"opcode 0x{datagram[0]:02x} is a reply", host)
+            return None
+        try:
+            request = dsci.parse_request(datagram)
+        except DsciError as e:
+            self._drop("dropped_invalid", str(e), host)
+            return None
+        config = self._config()
+        if not config.accessible_ip.allows(host):
+            self._drop("dropped_acl", "not in the accessible IP list", host)
+            return None
+        identity = resolve_identity(config, mac=self._host.mac)
+        if not request.is_addressed_to(identity.device_id):
+            self._drop("dropped_foreign", f"request 0x{request.opcode:02x} for another device", host)
+            return None
+        broadcast = info is not None and arrived_by_broadcast(info, self._addresses())
+        source_ip = _as_ipv4(host)
+        if port == 0 or (not broadcast and (source_ip is None or source_ip == ZERO_IP or
+                                            source_ip.is_multicast or
+                                            str(source_ip) == LIMITED_BROADCAST)):
+            self._drop("dropped_unroutable", "no address to answer to", host)
+            return None
+        now = self._clock.seconds()
+        if not self.per_source.allow(host, now) or not self.overall.allow("*", now):
+            self._drop("dropped_rate", "over the reply rate", host)
+            return None
+        data = self._answer(request, identity, config, host, info)
+        if broadcast:
+            assert info is not None
+            return Outgoing(data, LIMITED_BROADCAST, port, info.ifindex, info.local)
+        return Outgoing(data, host, port, 0, info.local if info is not None else "")
+
+    # -- answers --------------------------------------------------------------
+
+    def _addresses(self) -> list[InterfaceAddress]:
+        now = self._clock.seconds()
+        if self._addr_cache is None or not 0 <= now - self._addr_cache[0] < 1.0:
+            self._addr_cache = (now, self._host.addresses())
+        return self._addr_cache[1]
+
+    def _local_address(self, peer: str, info: PacketInfo | None) -> InterfaceAddress | None:
+        """
+        The device's address as seen by the requester: the address a unicast
+        request was sent to, else an address of the interface it arrived on
+        (the one whose subnet holds the requester first), else one whose
+        subnet holds the requester.
+        """
+        addresses = self._addresses()
+        if info is not None:
+            found = address_by_ip(addresses, info.local)
+            if found is not None:
+                return found
+            if info.ifindex:
+                found = address_on_interface(addresses, info.ifindex, peer)
+                if found is not None:
+                    return found
+        return address_for_peer(addresses, peer)
+
+    def _firmware(self, identity: DeviceIdentity) -> str:
+        try:
+            dsci.encode_firmware_version(identity.firmware)
+            return identity.firmware
+        except ValueError:
+            if not self._bad_firmware_logged:
+                self._bad_firmware_logged = True
+                self._log.warn("firmware {firmware!r} cannot be sent in DSCI replies (it must be "
+                               "1-4 dot-separated hex numbers like 1.0.0); sending 0.0",
+                               firmware=identity.firmware)
+            return "0.0"
+
+    def _answer(self, request: Request, identity: DeviceIdentity, config: DeviceConfig,
+                peer: str, info: PacketInfo | None) -> bytes:
+        op, txid, devid = request.opcode, request.txid, identity.device_id
+        if op == dsci.OP_SEARCH:
+            local = self._local_address(peer, info)
+            ip = local.address.packed if local is not None else _ip4(info.local if info else "")
+            return dsci.encode_search_reply(txid, devid, ip)
+        if op == dsci.OP_PING:
+            return dsci.encode_devid_only_reply(op, txid, devid)
+        if op == dsci.OP_NAME:
+            return dsci.encode_name_reply(txid, devid, identity.server_name)
+        if op == dsci.OP_NETSTAT:
+            assert isinstance(request, NetstatRequest)
+            entries = [e for g in netstat_groups(self._net) for e in g]
+            return dsci.encode_netstat_reply(txid, devid, entries, request.max_entries)
+        if op == dsci.OP_NETSTAT_PAGED:
+            assert isinstance(request, NetstatPagedRequest)
+            groups = netstat_groups(self._net)
+            entries = [e for g in groups for e in g]
+            wanted = request.max_entries if request.max_entries > 0 else dsci.NETSTAT_PAGE_SIZE
+            limit = min(wanted, dsci.NETSTAT_PAGE_SIZE)
+            length = _page_length(groups, request.start_index, limit)
+            return dsci.encode_netstat_paged_reply(txid, devid, entries, request.start_index, length)
+        if op == dsci.OP_KERNEL_INFO:
+            # Byte 35 = serial ports served; >= 1 makes MOXA's driver poll with 0x1D.
+            return dsci.encode_kernel_info_reply(txid, devid, self._firmware(identity),
+                                                 identity.serial_number & 0xFFFF,
+                                                 min(max(identity.port_count, 1), 255))
+        if op == dsci.OP_DATETIME:
+            return dsci.encode_datetime_reply(txid, devid, self._now(config.basic.time_zone))
+        if op == dsci.OP_TIME_SERVER:
+            return dsci.encode_time_server_reply(txid, devid, config.basic.time_server)
+        if op in (dsci.OP_IP, dsci.OP_NETMASK, dsci.OP_GATEWAY, dsci.OP_NETWORK_CONFIG):
+            local = self._local_address(peer, info)
+            ip = local.address if local is not None else ZERO_IP
+            mask = local.netmask if local is not None else ZERO_IP
+            gateway = self._host.gateway_for(local)
+            if op == dsci.OP_NETWORK_CONFIG:
+                return dsci.encode_network_config_reply(txid, devid, ip.packed, mask.packed, gateway.packed)
+            value = {dsci.OP_IP: ip, dsci.OP_NETMASK: mask, dsci.OP_GATEWAY: gateway}[op]
+            return dsci.encode_address_reply(op, txid, devid, value.packed)
+        if op == dsci.OP_AUTO_REPORT:
+            net = config.network
+            return dsci.encode_auto_report_settings_reply(txid, devid, net.auto_report_host,
+                                                          net.auto_report_port, net.auto_report_period)
+        if op == dsci.OP_DNS:
+            servers = [s.packed for s in self._host.dns()]
+            if not servers:
+                servers = [IPv4Address(s).packed for s in (config.network.dns1, config.network.dns2) if s]
+            servers += [ZERO_IP.packed] * 2
+            return dsci.encode_dns_reply(txid, devid, servers[0], servers[1])
+        # Unknown codes and, deliberately, the credential-bearing 0x1E, 0x28,
+        # 0x29 and 0x2C: status 0x04, header only, so no secret can leak.
+        self.stats.unsupported += 1
+        return dsci.encode_status_reply(op, txid)
+
+    def _now(self, zone: str) -> _dt.datetime:
+        try:
+            tz: _dt.tzinfo = zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = _dt.timezone.utc
+        return _dt.datetime.fromtimestamp(self._clock.seconds(), tz).replace(tzinfo=None)
+
+
+def _bind_address(interface: str) -> str | None:
+    """The IPv4 address to bind DSCI to for C{--interface}, None if it is IPv6-only."""
+    if interface in ("", "::", "0.0.0.0"):
+        return "0.0.0.0"
+    ip = _as_ipv4(interface)
+    if ip is not None:
+        return str(ip)
+    if ":" in interface:
+        return None
+    return interface  # a host name: let bind() resolve it or fail
+
+
+class DsciService(service.Service):
+    """
+    The UDP 4800 (+ port offset) DSCI responder of C{server} while running.
+    It appears in the server's netstat as UDP 4800.
+    """
+
+    _log = Logger()
+    name = "dsci"
+
+    def __init__(self, server: Any, host: HostNetwork | None = None,
+                 listen: Callable[[Any, int, str, DsciProtocol], Any] | None = None) -> None:
+        self._server = server
+        self._host = host if host is not None else HostNetwork()
+        self._listen = listen if listen is not None else self._listen_pktinfo
+        self.protocol: DsciProtocol | None = None
+        self.port: Any = None
+        self._info: ListenerInfo | None = None
+
+    @staticmethod
+    def _listen_pktinfo(reactor: Any, port: int, interface: str, protocol: DsciProtocol) -> PktInfoUDPPort:
+        udp = PktInfoUDPPort(reactor, port, interface, protocol)
+        udp.startListening()
+        return udp
+
+    def startService(self) -> None:
+        super().startService()
+        server = self._server
+        port = dsci.DSCI_PORT + server.port_offset
+        bind = _bind_address(server.interface)
+        if bind is None:
+            self._log.warn("DSCI (UDP {port}) is IPv4 only and --interface {interface} is IPv6: "
+                           "MOXA's utilities and drivers will not find this box",
+                           port=port, interface=server.interface)
+            return
+        if not 0 < port < 65536:
+            raise ListenError(f"DSCI port 4800 + offset {server.port_offset} is outside 1-65535")
+        self.protocol = DsciProtocol(lambda: server.config, server.net, server.reactor, self._host)
+        try:
+            self.port = self._listen(server.reactor, port, bind, self.protocol)
+        except OSError as e:
+            if e.errno in (errno.EACCES, errno.EPERM):
+                from nport_twisted.frontend import privileged_port_hint
+                message = privileged_port_hint(port)
+            else:
+                message = f"cannot listen on UDP {bind}:{port} for DSCI: {e.strerror or e}"
+            self._log.critical("{message}", message=message)
+            raise ListenError(message) from None
+        self._info = ListenerInfo("udp", port, None)
+        server.net.add_listener(self._info)
+        identity = resolve_identity(server.config, mac=self._host.mac)
+        self._log.info("DSCI responder listening on UDP {bind}:{port}: {model}, MAC {mac} ({source}), "
+                       "name {name!r}, serial {serial}", bind=bind, port=port,
+                       model=identity.model.name, mac=identity.mac_text, source=identity.mac_source,
+                       name=identity.server_name, serial=identity.serial_number)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._info is not None:
+            self._server.net.remove_listener(self._info)
+            self._info = None
+        port, self.port = self.port, None
+        if port is None:
+            return succeed(None)
+        d = port.stopListening()
+        return d if isinstance(d, Deferred) else succeed(None)
+
+
+# --- Auto IP Report --------------------------------------------------------------------
+
+
+def _unicast_problem(ip: IPv4Address, addresses: Sequence[InterfaceAddress]) -> str | None:
+    if ip == ZERO_IP:
+        return "is unspecified"
+    if str(ip) == LIMITED_BROADCAST or any(a.broadcast == ip for a in addresses):
+        return "is a broadcast address"
+    if ip.is_multicast:
+        return "is a multicast address"
+    return None
+
+
+class AutoReportService(service.Service):
+    """
+    Auto IP Report: while a report host is configured
+    (C{[network] auto_report_host}), send the "MOXA" datagram (dsci.md §7)
+    to C{auto_report_host:auto_report_port} every C{auto_report_period}
+    seconds on the injected clock, the first one at start.  The settings
+    are read at each tick, so changes apply without a restart.  Unicast
+    only: a broadcast or multicast host is refused (logged once).
+
+    The report carries the identity and the address, netmask and gateway of
+    the interface the kernel routes to the report host through.
+    """
+
+    _log = Logger()
+    name = "auto-ip-report"
+
+    def __init__(self, server: Any, host: HostNetwork | None = None,
+                 listen_udp: Callable[[DatagramProtocol], Any] | None = None,
+                 resolve: Callable[[str], Deferred[str]] | None = None) -> None:
+        self._server = server
+        self._clock: IReactorTime = server.reactor
+        self._host = host if host is not None else HostNetwork()
+        self._listen_udp = listen_udp if listen_udp is not None else (
+            lambda proto: server.reactor.listenUDP(0, proto))
+        self._resolve = resolve if resolve is not None else (lambda name: server.reactor.resolve(name))
+        self._call: Any = None
+        self._port: Any = None
+        self._proto: DatagramProtocol | None = None
+        self._warned: set[str] = set()
+        self._announced: tuple[str, int, int] | None = None
+        self.sent = 0
+
+    def startService(self) -> None:
+        super().startService()
+        self._tick()
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        call, self._call = self._call, None
+        if call is not None and call.active():
+            call.cancel()
+        port, self._port = self._port, None
+        if port is not None:
+            d = port.stopListening()
+            if isinstance(d, Deferred):
+                return d
+        return succeed(None)
+
+    def _tick(self) -> None:
+        self._call = None
+        network = self._server.config.network
+        if network.auto_report_host:
+            self._report(network.auto_report_host, network.auto_report_port, network.auto_report_period)
+        else:
+            self._announced = None
+        if self.running:
+            self._call = self._clock.callLater(network.auto_report_period, self._tick)
+
+    def _warn_once(self, key: str, message: str, **kw: Any) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self._log.warn(message, **kw)
+
+    def _report(self, host: str, port: int, period: int) -> None:
+        if self._announced != (host, port, period):
+            self._announced = (host, port, period)
+            self._log.info("Auto IP Report to {host}:{port} every {period} s", host=host, port=port,
+                           period=period)
+        if is_ipv4_literal(host):
+            self._send_to(host, port)
+            return
+        if ":" in host:
+            self._warn_once(host, "Auto IP Report: {host} is not IPv4; nothing sent", host=host)
+            return
+
+        def resolved(ip: str) -> None:
+            self._send_to(ip, port)
+
+        def failed(f: Failure) -> None:
+            self._warn_once(host, "Auto IP Report: cannot resolve {host}: {error}", host=host,
+                            error=f.getErrorMessage())
+
+        self._resolve(host).addCallbacks(resolved, failed)
+
+    def build_report(self, ip: str) -> bytes:
+        """The report datagram for the report host C{ip}."""
+        config: DeviceConfig = self._server.config
+        identity = resolve_identity(config, mac=self._host.mac)
+        addresses = self._host.addresses()
+        source = self._host.source_for(ip)
+        local = address_by_ip(addresses, source) if source else None
+        local = local if local is not None else address_for_peer(addresses, ip)
+        firmware = identity.firmware
+        try:
+            dsci.encode_firmware_version(firmware)
+        except ValueError:
+            firmware = "0.0"
+        return dsci.encode_auto_report(
+            name=identity.server_name, hw_id=identity.model.hw_id, mac=identity.mac,
+            serial_number=identity.serial_number,
+            ip=local.address.packed if local is not None else ZERO_IP.packed,
+            netmask=local.netmask.packed if local is not None else ZERO_IP.packed,
+            gateway=self._host.gateway_for(local).packed,
+            firmware=firmware, ap_id=identity.model.ap_id)
+
+    def _send_to(self, ip: str, port: int) -> None:
+        problem = _unicast_problem(IPv4Address(ip), self._host.addresses())
+        if problem is not None:
+            self._warn_once(ip, "Auto IP Report: {ip} {problem}; the report is unicast only, "
+                            "nothing sent", ip=ip, problem=problem)
+            return
+        if not self.running:
+            return
+        try:
+            if self._port is None:
+                self._proto = DatagramProtocol()
+                self._port = self._listen_udp(self._proto)
+            self._port.write(self.build_report(ip), (ip, port))
+            self.sent += 1
+        except OSError as e:
+            self._warn_once(f"send {ip}", "Auto IP Report to {ip}:{port} failed: {error}", ip=ip,
+                            port=port, error=e)
+
+
+# --- TCP 4900 capture ------------------------------------------------------------------
+
+
+def hexdump(data: bytes, offset: int = 0) -> str:
+    """C{hexdump -C} style lines; offsets count from C{offset}."""
+    lines = []
+    for i in range(0, len(data), 16):
+        chunk = data[i:i + 16]
+        left = " ".join(f"{b:02x}" for b in chunk[:8])
+        right = " ".join(f"{b:02x}" for b in chunk[8:])
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{offset + i:08x}  {left:<23}  {right:<23}  |{text}|")
+    return "\n".join(lines)
+
+
+class CaptureLog:
+    """
+    The capture file: every record is appended with one C{write} on a
+    descriptor opened with C{O_APPEND}, so concurrent records never
+    interleave and a crash loses at most the record being written.  Stops
+    growing at C{max_bytes}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, path: str | None, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._full_logged = False
+
+    def append(self, text: str) -> bool:
+        """Append one record; False when there is no file, it is full, or writing failed."""
+        if self.path is None:
+            return False
+        data = text.encode("utf-8", "replace")
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            self._log.warn("cannot open the TCP 4900 capture file {path}: {error}", path=self.path, error=e)
+            return False
+        try:
+            if os.fstat(fd).st_size + len(data) > self.max_bytes:
+                if not self._full_logged:
+                    self._full_logged = True
+                    self._log.warn("TCP 4900 capture file {path} reached {size} bytes; not recording "
+                                   "more (move it away to record again)", path=self.path,
+                                   size=self.max_bytes)
+                return False
+            os.write(fd, data)
+            return True
+        except OSError as e:
+            self._log.warn("cannot write the TCP 4900 capture file {path}: {error}", path=self.path, error=e)
+            return False
+        finally:
+            os.close(fd)
+
+
+class CaptureProtocol(Protocol):
+    """
+    One TCP 4900 connection: every byte received is logged as a hex dump
+    and appended to the capture file; nothing is ever sent (dsci.md §9: the
+    protocol is unknown and a guessed reply could mislead a utility).
+    """
+
+    _log = Logger()
+
+    def __init__(self, factory: CaptureFactory) -> None:
+        self.factory = factory
+        self.peer = "?"
+        self.received = 0
+        self._limit_noted = False
+        self._net: ConnectionInfo | None = None
+        self._idle: Any = None
+
+    def _stamp(self) -> str:
+        now = self.factory.clock.seconds()
+        return _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="milliseconds")
+
+    def _record(self, line: str, dump: str = "") -> None:
+        self.factory.capture.append(f"{self._stamp()} {self.peer} {line}\n" + (dump + "\n" if dump else ""))
+
+    def connectionMade(self) -> None:
+        f = self.factory
+        try:
+            peer = self.transport.getPeer()
+            self.peer = f"{peer.host}:{peer.port}"
+            host = str(peer.host)
+        except AttributeError:
+            host = ""
+        if not f.accessible().allows(host):
+            self._log.info("TCP 4900: refused {peer} (accessible IP list)", peer=self.peer)
+            self.transport.abortConnection()
+            return
+        if len(f.connections) >= f.max_connections:
+            self._log.info("TCP 4900: refused {peer} ({n} capture connections open)", peer=self.peer,
+                           n=len(f.connections))
+            self.transport.abortConnection()
+            return
+        f.connections.add(self)
+        self._net = f.net.add_connection(self.transport, None) if f.net is not None else None
+        self._log.info("TCP 4900: connection from {peer}; recording what it sends, answering nothing",
+                       peer=self.peer)
+        self._record("connected")
+        self._touch()
+
+    def _touch(self) -> None:
+        f = self.factory
+        if f.idle_timeout <= 0:
+            return
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(f.idle_timeout)
+        else:
+            self._idle = f.clock.callLater(f.idle_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._idle = None
+        self._record(f"idle for {self.factory.idle_timeout} s; closing")
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        f = self.factory
+        start = self.received
+        self.received += len(data)
+        self._touch()
+        room = max(0, f.per_connection_limit - start)
+        kept = data[:room]
+        if kept:
+            dump = hexdump(kept, start)
+            self._log.info("TCP 4900: {peer} sent {n} bytes (offset {offset}):\n{dump}",
+                           peer=self.peer, n=len(kept), offset=start, dump=dump)
+            self._record(f"received {len(kept)} bytes at offset {start}", dump)
+        if len(kept) < len(data) and not self._limit_noted:
+            self._limit_noted = True
+            self._log.info("TCP 4900: {peer} passed {limit} bytes; counting but not recording more",
+                           peer=self.peer, limit=f.per_connection_limit)
+            self._record(f"capture limit of {f.per_connection_limit} bytes reached; "
+                         "further bytes are counted, not recorded")
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        f = self.factory
+        if self not in f.connections:
+            return
+        f.connections.discard(self)
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        if f.net is not None:
+            f.net.remove_connection(self._net)
+        self._log.info("TCP 4900: {peer} closed after {n} bytes", peer=self.peer, n=self.received)
+        self._record(f"closed after {self.received} bytes")
+
+
+class CaptureFactory(Factory):
+    """Builds L{CaptureProtocol}s sharing one capture file and limits."""
+
+    noisy = False
+    protocol = CaptureProtocol  # type: ignore[assignment]
+
+    def __init__(self, clock: IReactorTime, capture: CaptureLog,
+                 accessible: Callable[[], AccessibleIPSettings] = AccessibleIPSettings,
+                 net: NetTable | None = None, per_connection_limit: int = 1024 * 1024,
+                 max_connections: int = 16, idle_timeout: float = 300.0) -> None:
+        self.clock = clock
+        self.capture = capture
+        self.accessible = accessible
+        self.net = net
+        self.per_connection_limit = per_connection_limit
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.connections: set[CaptureProtocol] = set()
+
+    def buildProtocol(self, addr: Any) -> CaptureProtocol:
+        return CaptureProtocol(self)
+
+
+class _CaptureListener(ListenerService):
+    """The TCP 4900 listener; says at start where the capture goes."""
+
+    _log = Logger()
+
+    def startService(self) -> None:
+        super().startService()
+        factory = self.factory
+        assert isinstance(factory, CaptureFactory)
+        if factory.capture.path is None:
+            self._log.info("TCP 4900 capture: no state directory (no --config); received bytes "
+                           "are only logged")
+        else:
+            self._log.info("TCP 4900 capture: recording to {path}", path=factory.capture.path)
+
+
+def capture_service(server: Any) -> ListenerService:
+    """The TCP 4900 (+ offset) capture listener of C{server}, listed in its netstat."""
+    state_dir = server.store.state_dir
+    path = os.path.join(state_dir, CAPTURE_FILE) if state_dir else None
+    factory = CaptureFactory(server.reactor, CaptureLog(path), lambda: server.config.accessible_ip,
+                             server.net)
+    listener = _CaptureListener(server.reactor, server.endpoint("tcp", CAPTURE_PORT), factory,
+                                server.net, None)
+    listener.setName("tcp4900-capture")
+    return listener
+
+
+def device_services(server: Any, host: HostNetwork | None = None) -> list[service.IService]:
+    """
+    The device-level services of C{server} (an L{NPortService}): the DSCI
+    responder on UDP 4800, the TCP 4900 capture listener and the Auto IP
+    Report sender, all shifted by the server's port offset and bound to its
+    interface.  Add each as a child of the server.
+    """
+    host = host if host is not None else HostNetwork()
+    return [DsciService(server, host), capture_service(server), AutoReportService(server, host)]

@@ -1,0 +1,319 @@
+# -*- test-case-name: tests.test_serialdev -*-
+"""
+Tests for L{nport_twisted.serialdev} on real ptys (style.md §2.26, §4): what a
+pty accepts and refuses, and Twisted's SerialPort opened by the default opener.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import termios
+from typing import Any
+
+import serial
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import EventLoggingObserver
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from nport_twisted.channel import IChannelSession, SerialChannel
+from nport_twisted.serialdev import ISerialControl, PySerialControl, open_serial_port
+from nport_twisted.settings import Parity, SerialInterface, SerialSettings
+
+reactor: Any = _reactor
+
+
+class Pty:
+    """A new pty: the master fd (closed once, in cleanup or by the test) and the slave's path."""
+
+    def __init__(self, case: SynchronousTestCase) -> None:
+        self.master, slave = os.openpty()
+        self.path = os.ttyname(slave)
+        os.close(slave)  # the code under test opens the slave by its path
+        self._open = True
+        case.addCleanup(self.close)
+
+    def close(self) -> None:
+        # Closing twice could close an unrelated fd that reused the number.
+        if self._open:
+            self._open = False
+            os.close(self.master)
+
+
+def pyserial_on_pty(case: SynchronousTestCase) -> tuple[int, serial.Serial]:
+    """A pyserial Serial on a new pty's slave, closed in cleanup."""
+    pty = Pty(case)
+    ser = serial.Serial(pty.path)
+    case.addCleanup(ser.close)
+    return pty.master, ser
+
+
+def warnings(observer: EventLoggingObserver) -> list[Any]:
+    return [e for e in observer if e["log_level"] == LogLevel.warn]
+
+
+class PySerialControlTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.master, self.ser = pyserial_on_pty(self)
+        self.control = PySerialControl(self.ser)
+        self.observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+    def test_provides_interface(self) -> None:
+        """PySerialControl implements ISerialControl."""
+        self.assertTrue(verifyObject(ISerialControl, self.control))
+
+    def test_baudrate_and_stopbits_applied(self) -> None:
+        """A pty accepts baud rate and stop bits: termios changes and the new values are reported."""
+        actual = self.control.apply(SerialSettings(baudrate=19200, stopbits=2))
+        self.assertEqual((actual.baudrate, actual.stopbits), (19200, 2))
+        attrs_ = termios.tcgetattr(self.ser.fd)
+        self.assertEqual(attrs_[4], termios.B19200)
+        self.assertTrue(attrs_[2] & termios.CSTOPB)
+        self.assertEqual(warnings(self.observer), [])
+
+    def test_parity_refused_rolled_back(self) -> None:
+        """A pty refuses parity: pyserial's value is restored, the old one reported, one warning logged."""
+        actual = self.control.apply(SerialSettings(baudrate=19200, parity=Parity.EVEN))
+        self.assertEqual(actual.parity, Parity.NONE)
+        self.assertEqual(actual.baudrate, 19200)
+        self.assertEqual(self.ser.parity, serial.PARITY_NONE)
+        self.assertFalse(termios.tcgetattr(self.ser.fd)[2] & termios.PARENB)
+        self.control.apply(SerialSettings(baudrate=19200, parity=Parity.EVEN))
+        (event,) = warnings(self.observer)
+        self.assertEqual((event["setting"], event["value"], event["old"]), ("parity", "E", "N"))
+
+    def test_bytesize_refused_rolled_back(self) -> None:
+        """A pty refuses 7 data bits: pyserial keeps 8 and 8 is reported."""
+        actual = self.control.apply(SerialSettings(bytesize=7))
+        self.assertEqual(actual.bytesize, 8)
+        self.assertEqual(self.ser.bytesize, serial.EIGHTBITS)
+        self.assertEqual(termios.tcgetattr(self.ser.fd)[2] & termios.CSIZE, termios.CS8)
+        self.assertEqual(len(warnings(self.observer)), 1)
+
+    def test_refused_rs485_does_not_block_later_settings(self) -> None:
+        """A pty refuses kernel RS-485 mode without breaking later baud rate changes."""
+        actual = self.control.apply(SerialSettings(baudrate=19200, interface=SerialInterface.RS485_2WIRE))
+        self.assertEqual(actual.baudrate, 19200)
+        self.assertIsNone(self.ser.rs485_mode)
+        self.assertTrue(any("RS-485" in e["log_format"] for e in self.observer))
+        actual = self.control.apply(SerialSettings(baudrate=38400))
+        self.assertEqual(actual.baudrate, 38400)
+        self.assertEqual(termios.tcgetattr(self.ser.fd)[4], termios.B38400)
+        self.assertEqual(warnings(self.observer), [])
+
+    def test_no_modem_lines(self) -> None:
+        """Modem-line ioctls fail with ENOTTY on a pty: no modem lines, DTR and RTS refused."""
+        self.assertIsNone(self.control.modem_lines())
+        self.assertFalse(self.control.set_dtr(True))
+        self.assertFalse(self.control.set_rts(False))
+
+    def test_no_line_counters(self) -> None:
+        """TIOCGICOUNT is not supported on a pty, so there are no line counters."""
+        self.assertIsNone(self.control.line_counters())
+        self.assertIsNone(self.control.line_counters())
+
+    def test_input_waiting(self) -> None:
+        """input_waiting counts bytes the kernel received and nobody read yet."""
+        self.assertEqual(self.control.input_waiting(), 0)
+        os.write(self.master, b"abc")
+        select.select([self.ser.fd], [], [], 5)
+        self.assertEqual(self.control.input_waiting(), 3)
+        self.control.reset_input()
+        self.assertEqual(self.control.input_waiting(), 0)
+
+    def test_output_waiting_counts_transport_buffer(self) -> None:
+        """output_waiting is an int that includes the bytes still held in the transport's buffer."""
+        self.assertIsInstance(self.control.output_waiting(), int)
+
+        class Buffered:
+            dataBuffer = b"abcdef"
+            offset = 2
+            _tempDataLen = 3
+
+        control = PySerialControl(self.ser, Buffered())
+        waiting = control.output_waiting()
+        self.assertIsInstance(waiting, int)
+        self.assertGreaterEqual(waiting, 7)
+
+
+class StubSerial:
+    """The pyserial 3 properties PySerialControl.apply uses, accepting everything."""
+
+    port = "/dev/stub"
+    baudrate = 9600
+    bytesize = 8
+    parity = "N"
+    stopbits = 1
+    rtscts = False
+    xonxoff = False
+    dsrdtr = False
+    rs485_mode: Any = None
+
+
+class PySerialControlStubTests(SynchronousTestCase):
+    def test_rs232_turns_kernel_rs485_off(self) -> None:
+        """Applying RS-232 after 2-wire RS-485 clears the kernel RS-485 mode again."""
+        ser = StubSerial()
+        control = PySerialControl(ser)
+        control.apply(SerialSettings(interface=SerialInterface.RS485_2WIRE))
+        self.assertIsNotNone(ser.rs485_mode)
+        control.apply(SerialSettings(interface=SerialInterface.RS232))
+        self.assertIsNone(ser.rs485_mode)
+
+
+class Collector(Protocol):
+    """Collects bytes until C{expected} arrived; records connectionLost."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.data = b""
+        self.received: Deferred[bytes] = Deferred()
+        self.lost: Deferred[None] = Deferred()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if len(self.data) >= self.expected and not self.received.called:
+            self.received.callback(self.data)
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self.reason = reason
+        self.lost.callback(None)
+
+
+@implementer(IChannelSession)
+class StateSession:
+    """A session that fires a Deferred when the device goes away."""
+
+    def __init__(self) -> None:
+        self.gone: Deferred[None] = Deferred()
+        self.paused = False
+
+    def serial_data(self, data: bytes) -> None:
+        pass
+
+    def modem_lines_changed(self, old: Any, new: Any) -> None:
+        pass
+
+    def line_errors(self, events: Any) -> None:
+        pass
+
+    def device_state_changed(self, available: bool) -> None:
+        if not available and not self.gone.called:
+            self.gone.callback(None)
+
+    def pause_input(self) -> None:
+        self.paused = True
+
+    def resume_input(self) -> None:
+        self.paused = False
+
+
+@inlineCallbacks
+def turns_until(predicate: Any, max_turns: int = 2000, each: Any = None) -> Any:
+    """Let the reactor turn until C{predicate()} holds (bounded); run C{each} every turn."""
+    for _ in range(max_turns):
+        if predicate():
+            return True
+        if each is not None:
+            each()
+        yield deferLater(reactor, 0, lambda: None)
+    return bool(predicate())
+
+
+class SerialPortOnPtyTests(TestCase):
+    timeout = 10
+
+    @inlineCallbacks
+    def test_open_serial_port_receives(self) -> Any:
+        """The default opener opens a SerialPort on a pty that receives bytes written to the master."""
+        pty = Pty(self)
+        master, path = pty.master, pty.path
+        protocol = Collector(5)
+        handle = open_serial_port(reactor)(protocol, path, SerialSettings())
+        self.assertTrue(verifyObject(ISerialControl, handle.control))
+
+        def close() -> Deferred[None]:
+            handle.transport.loseConnection()
+            return protocol.lost
+
+        self.addCleanup(close)
+        self.assertEqual(handle.control.apply(SerialSettings(baudrate=38400)).baudrate, 38400)
+        os.write(master, b"hello")
+        data = yield protocol.received
+        self.assertEqual(data, b"hello")
+        handle.transport.write(b"back")
+        self.assertTrue((yield turns_until(lambda: select.select([master], [], [], 0)[0])))
+        self.assertEqual(os.read(master, 100), b"back")
+
+    @inlineCallbacks
+    def test_channel_pty_vanish_schedules_reopen(self) -> Any:
+        """Closing a pty's master makes a real channel log the loss and schedule a reopen on its clock."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        pty = Pty(self)
+        clock = Clock()
+        channel = SerialChannel(0, pty.path, SerialSettings(baudrate=19200), clock, open_serial_port(reactor))
+        channel.startService()
+        self.addCleanup(channel.stopService)
+        self.assertTrue(channel.is_open)
+        self.assertEqual(clock.getDelayedCalls(), [])  # a pty has neither modem lines nor counters
+        session = StateSession()
+        channel.attach(session)
+        pty.close()
+        yield session.gone
+        self.assertFalse(channel.is_open)
+        self.assertIn(session, channel.sessions)
+        self.assertTrue(any("vanished" in e["log_format"] for e in warnings(observer)))
+        (retry,) = clock.getDelayedCalls()
+        self.assertEqual(retry.getTime(), 0.5)
+        clock.advance(0.5)  # the pty is gone for good: the reopen fails and is retried later
+        self.assertEqual(channel.stats.open_failures, 1)
+        (retry,) = clock.getDelayedCalls()
+        self.assertEqual(retry.getTime(), 1.5)
+        yield channel.stopService()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    @inlineCallbacks
+    def test_channel_stop_while_write_paused(self) -> Any:
+        """A channel stopped while the SerialPort has paused it still closes once the buffer drains."""
+        pty = Pty(self)
+        master, path = pty.master, pty.path
+        os.set_blocking(master, False)
+        channel = SerialChannel(0, path, SerialSettings(), Clock(), open_serial_port(reactor))
+        channel.startService()
+        transport = channel._handle.transport if channel._handle is not None else None
+
+        def force_close() -> None:
+            if transport is not None and transport.connected:
+                transport.connectionLost(Failure(ConnectionDone()))
+
+        self.addCleanup(force_close)
+        session = StateSession()
+        channel.attach(session)
+        size = 1_000_000
+        self.assertTrue(channel.write(b"x" * size))
+        self.assertTrue(session.paused)
+        stopped = channel.stopService()
+        received = bytearray()
+        hung_up = []
+
+        def drain() -> None:
+            try:
+                received.extend(os.read(master, 1 << 16))
+            except BlockingIOError:
+                pass
+            except OSError:  # EIO: the slave is closed and everything was read
+                hung_up.append(True)
+
+        done = yield turns_until(lambda: stopped.called, max_turns=5000, each=drain)
+        self.assertTrue(done, "the SerialPort never closed")
+        yield turns_until(lambda: bool(hung_up), max_turns=5000, each=drain)
+        self.assertEqual(len(received), size)
+        self.assertFalse(session.paused)

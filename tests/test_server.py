@@ -1,0 +1,130 @@
+"""
+Tests for the device service (nport_twisted.server): wiring of ports to
+listeners and live reconfiguration.
+"""
+
+from __future__ import annotations
+
+import attrs
+from twisted.internet.testing import MemoryReactorClock
+from twisted.trial.unittest import SynchronousTestCase
+
+from nport_twisted.configfile import SettingsStore
+from nport_twisted.server import NPortService
+from nport_twisted.settings import DeviceConfig, OpMode, Parity
+from nport_twisted.testing import FakeSerialDevice
+
+
+class _Devices:
+    """One FakeSerialDevice per path, as an opener."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, FakeSerialDevice] = {}
+
+    def opener(self, protocol, device, settings):  # type: ignore[no-untyped-def]
+        fake = self.devices.setdefault(device, FakeSerialDevice(device, lines=None))
+        return fake.opener(protocol, device, settings)
+
+
+def _service(test: SynchronousTestCase, modes: list[OpMode], offset: int = 10000,
+             path: str | None = None) -> tuple[NPortService, MemoryReactorClock, _Devices]:
+    reactor = MemoryReactorClock()
+    devices = _Devices()
+    config = DeviceConfig().with_port_count(len(modes), OpMode.REAL_COM)
+    for i, mode in enumerate(modes):
+        port = config.ports[i]
+        config = config.replace_port(i, attrs.evolve(port, operating=attrs.evolve(port.operating, mode=mode)))
+    svc = NPortService(reactor, [f"/dev/fake{i}" for i in range(len(modes))], config,
+                       SettingsStore(path), devices.opener, port_offset=offset, interface="127.0.0.1")
+    svc.startService()
+    test.addCleanup(svc.stopService)
+    return svc, reactor, devices
+
+
+def _listening(reactor: MemoryReactorClock) -> list[int]:
+    return sorted(port for port, _, _, _ in reactor.tcpServers)
+
+
+class NPortServiceTests(SynchronousTestCase):
+    def test_realcom_and_tcp_server_ports(self) -> None:
+        """Port 1 in Real COM listens on 950/966, port 2 in TCP Server on 4002, all shifted."""
+        svc, reactor, _ = _service(self, [OpMode.REAL_COM, OpMode.TCP_SERVER])
+        self.assertEqual(_listening(reactor), [10950, 10966, 14002])
+        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 14002])
+
+    def test_realcom_device_closed_until_connection(self) -> None:
+        """A Real COM port does not open its device before a data connection; TCP Server does."""
+        svc, _, devices = _service(self, [OpMode.REAL_COM, OpMode.TCP_SERVER])
+        self.assertFalse(svc.ports[0].channel.is_open)
+        self.assertTrue(svc.ports[1].channel.is_open)
+
+    def test_disabled_has_no_listener(self) -> None:
+        """A disabled port neither listens nor opens its device."""
+        svc, reactor, _ = _service(self, [OpMode.DISABLED])
+        self.assertEqual(_listening(reactor), [])
+        self.assertFalse(svc.ports[0].channel.is_open)
+
+    def test_serial_change_applied_live(self) -> None:
+        """Changing a port's serial settings applies them to the open device without a restart."""
+        svc, reactor, devices = _service(self, [OpMode.TCP_SERVER])
+        svc.update_port(0, baudrate=9600, parity=Parity.EVEN)
+        device = devices.devices["/dev/fake0"]
+        self.assertEqual(device.in_force.baudrate, 9600)
+        self.assertEqual(device.in_force.parity, Parity.EVEN)
+        self.assertEqual(device.opens, 1)
+
+    def test_mode_change_restarts_listeners(self) -> None:
+        """Switching port 1 from TCP Server to Real COM replaces its listeners only."""
+        svc, reactor, _ = _service(self, [OpMode.TCP_SERVER, OpMode.TCP_SERVER])
+        svc.update_port(0, mode=OpMode.REAL_COM)
+        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 14002])
+        self.assertEqual(svc.ports[0].frontend.running, 1)  # type: ignore[union-attr]
+
+    def test_unimplemented_mode_rejected(self) -> None:
+        """apply_config refuses a mode that has no front-end yet and keeps the running config."""
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER])
+        before = svc.config
+        self.assertRaises(ValueError, svc.update_port, 0, mode=OpMode.UDP)
+        self.assertIs(svc.config, before)
+
+    def test_save(self) -> None:
+        """save() writes the running configuration to the settings file."""
+        path = self.mktemp()
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER], path=path)
+        svc.update_port(0, max_connection=3)
+        svc.save()
+        loaded = SettingsStore(path).load()
+        self.assertEqual(loaded.ports[0].operating.max_connection, 3)
+        self.assertEqual(loaded.ports[0].operating.mode, OpMode.TCP_SERVER)
+
+    def test_endpoint_out_of_range(self) -> None:
+        """A port pushed past 65535 by the offset is an error, not a wrapped port."""
+        svc, _, _ = _service(self, [OpMode.DISABLED], offset=65000)
+        self.assertRaises(ValueError, svc.endpoint, "tcp", 4001)
+
+    def test_reload_applies_file(self) -> None:
+        """reload() applies a changed settings file to the running ports."""
+        path = self.mktemp()
+        svc, _, devices = _service(self, [OpMode.TCP_SERVER], path=path)
+        svc.save()
+        text = open(path).read().replace("baudrate = 115200", "baudrate = 19200")
+        with open(path, "w") as f:
+            f.write(text)
+        svc.reload()
+        self.assertEqual(devices.devices["/dev/fake0"].in_force.baudrate, 19200)
+
+    def test_reload_bad_file_keeps_running_config(self) -> None:
+        """A bad file on reload is logged with the key at fault and changes nothing."""
+        from twisted.logger import globalLogPublisher
+        from twisted.internet.testing import EventLoggingObserver
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        path = self.mktemp()
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER], path=path)
+        before = svc.config
+        with open(path, "w") as f:
+            f.write("[port1.serial]\nbaudrate = fast\n")
+        svc.reload()
+        self.assertIs(svc.config, before)
+        errors = [e for e in observer if e.get("log_level").name == "error"]
+        self.assertEqual(len(errors), 1)
+        self.assertIn("baudrate", str(errors[0]["error"]))

@@ -1,0 +1,204 @@
+"""
+Tests for the command line (nport_twisted.tap) and the twistd plugin.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pty
+import socket
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.error import CannotListenError
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from nport_twisted.frontend import ListenError, ListenerService, privileged_port_hint
+from nport_twisted.settings import OpMode
+from nport_twisted.tap import Options, check_devices, makeService
+
+
+def _pty(test: SynchronousTestCase) -> str:
+    master, slave = pty.openpty()
+    test.addCleanup(os.close, master)
+    test.addCleanup(os.close, slave)
+    return os.ttyname(slave)
+
+
+def _parse(test: SynchronousTestCase, *args: str) -> Options:
+    options = Options()
+    options.parseOptions(list(args))
+    return options
+
+
+class PluginTests(SynchronousTestCase):
+    def test_plugin_found(self) -> None:
+        """twistd's plugin scan finds the "nport" ServiceMaker pointing at our tap module."""
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
+        self.assertIn("nport", makers)
+        self.assertEqual(makers["nport"].module, "nport_twisted.tap")
+
+    def test_no_init_in_plugins_dir(self) -> None:
+        """The project ships no __init__.py in twisted/ or twisted/plugins/ (it would break Twisted)."""
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.assertFalse(os.path.exists(os.path.join(root, "twisted", "__init__.py")))
+        self.assertFalse(os.path.exists(os.path.join(root, "twisted", "plugins", "__init__.py")))
+
+
+class DeviceCheckTests(SynchronousTestCase):
+    def test_missing_device_allowed(self) -> None:
+        """A device that does not exist yet is accepted (it is opened when it appears)."""
+        self.assertEqual(check_devices("/dev/does-not-exist-42"), ["/dev/does-not-exist-42"])
+
+    def test_regular_file_rejected(self) -> None:
+        """A path that exists but is not a character device is a usage error naming it."""
+        path = self.mktemp()
+        open(path, "w").close()
+        e = self.assertRaises(usage.UsageError, check_devices, path)
+        self.assertIn(path, str(e))
+        self.assertIn("not a tty", str(e))
+
+    def test_non_tty_char_device_rejected(self) -> None:
+        """/dev/null is a character device but not a tty: a usage error."""
+        e = self.assertRaises(usage.UsageError, check_devices, "/dev/null")
+        self.assertIn("not a tty", str(e))
+
+    def test_duplicate_rejected(self) -> None:
+        """The same device twice, even through a symlink, is a usage error."""
+        name = _pty(self)
+        link = self.mktemp()
+        os.symlink(name, link)
+        e = self.assertRaises(usage.UsageError, check_devices, f"{name},{link}")
+        self.assertIn("same device", str(e))
+
+    def test_pty_accepted(self) -> None:
+        """A pty slave is a tty and is accepted, order kept."""
+        a, b = _pty(self), _pty(self)
+        self.assertEqual(check_devices(f"{a}, {b}"), [a, b])
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_defaults(self) -> None:
+        """Without options: one port, Real COM (NPort factory default), NPort 5110, no offset."""
+        options = _parse(self, "--ports", "/dev/nonexistent0")
+        config = options["device_config"]
+        self.assertEqual(len(config.ports), 1)
+        self.assertEqual(config.ports[0].operating.mode, OpMode.REAL_COM)
+        self.assertEqual(options["model_info"].name, "NPort 5110")
+        self.assertEqual(options["port-offset"], 0)
+
+    def test_model_by_port_count(self) -> None:
+        """The default model follows the port count (2 ports: NPort 5232; 5 ports: NPort 5650-8)."""
+        two = _parse(self, "--ports", "/dev/nx0,/dev/nx1")
+        self.assertEqual(two["model_info"].name, "NPort 5232")
+        five = _parse(self, "--ports", ",".join(f"/dev/nx{i}" for i in range(5)))
+        self.assertEqual(five["model_info"].name, "NPort 5650-8")
+
+    def test_explicit_model(self) -> None:
+        """--model accepts a loose name and is stored in the identity."""
+        options = _parse(self, "--ports", "/dev/nx0", "--model", "5450")
+        self.assertEqual(options["model_info"].name, "NPort 5450")
+        self.assertEqual(options["device_config"].identity.model, "NPort 5450")
+
+    def test_unknown_model(self) -> None:
+        """An unknown --model is a usage error listing the known ones."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--model", "9999")
+        self.assertIn("NPort 5232", str(e))
+
+    def test_too_many_ports_for_model(self) -> None:
+        """More ports than the chosen model has is a clear error."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0,/dev/nx1",
+                              "--model", "5110")
+        self.assertIn("NPort 5110 has 1", str(e))
+
+    def test_more_than_16_ports(self) -> None:
+        """17 ports without a model that has them is a clear error."""
+        devices = ",".join(f"/dev/nx{i}" for i in range(17))
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", devices)
+        self.assertIn("17 serial ports", str(e))
+
+    def test_mode(self) -> None:
+        """--mode sets the mode of ports without saved settings."""
+        options = _parse(self, "--ports", "/dev/nx0", "--mode", "tcp-server")
+        self.assertEqual(options["device_config"].ports[0].operating.mode, OpMode.TCP_SERVER)
+
+    def test_unknown_mode(self) -> None:
+        """An unknown --mode is a usage error listing the mode names."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--mode", "fast")
+        self.assertIn("tcp-server", str(e))
+
+    def test_unimplemented_mode(self) -> None:
+        """A mode not implemented yet is a clear error, not a silent no-op."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--mode", "udp")
+        self.assertIn("not implemented", str(e))
+
+    def test_bad_config_file(self) -> None:
+        """A bad settings file is a usage error naming the section, key and value."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port1.operating]\nmax_connection = 9\n")
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--config", path)
+        self.assertIn("[port1.operating]", str(e))
+        self.assertIn("max_connection", str(e))
+        self.assertIn("'9'", str(e))
+
+    def test_saved_mode_wins(self) -> None:
+        """A saved operating mode is used; --mode only fills ports that have none."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port1.operating]\nmode = tcp-server\n")
+        options = _parse(self, "--ports", "/dev/nx0,/dev/nx1", "--config", path, "--mode", "disabled")
+        modes = [p.operating.mode for p in options["device_config"].ports]
+        self.assertEqual(modes, [OpMode.TCP_SERVER, OpMode.DISABLED])
+
+    def test_port_offset_range(self) -> None:
+        """A port offset outside 0-65535 is a usage error."""
+        self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--port-offset", "70000")
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_builds_multiservice(self) -> None:
+        """makeService returns one service holding a child per serial port."""
+        options = _parse(self, "--ports", "/dev/nx0,/dev/nx1", "--port-offset", "10000")
+        svc = makeService(options)
+        self.assertEqual(len(svc.ports), 2)  # type: ignore[attr-defined]
+        self.assertEqual(svc.endpoint("tcp", 950), "tcp:10950")  # type: ignore[attr-defined]
+
+
+class _FailingEndpoint:
+    def __init__(self, err: Exception) -> None:
+        self.err = err
+
+    def listen(self, factory: object) -> object:
+        from twisted.internet.defer import fail
+        return fail(self.err)
+
+
+class PrivilegedPortTests(SynchronousTestCase):
+    def test_hint_names_fixes(self) -> None:
+        """The privileged-port message names --port-offset and CAP_NET_BIND_SERVICE."""
+        text = privileged_port_hint(950)
+        self.assertIn("--port-offset", text)
+        self.assertIn("CAP_NET_BIND_SERVICE", text)
+        self.assertIn("950", text)
+
+    def test_eacces_fails_startup_with_hint(self) -> None:
+        """EACCES while binding fails start-up with the hint instead of a bare socket error."""
+        err = CannotListenError("", 950, socket.error(errno.EACCES, "Permission denied"))
+        svc = ListenerService(MemoryReactorClock(), "tcp:950", object())  # type: ignore[arg-type]
+        self.patch(__import__("nport_twisted.frontend", fromlist=["x"]), "serverFromString",
+                   lambda reactor, desc: _FailingEndpoint(err))
+        e = self.assertRaises(ListenError, svc.startService)
+        self.assertIn("CAP_NET_BIND_SERVICE", str(e))
+        self.assertIn("--port-offset", str(e))
+        self.flushLoggedErrors()
+
+    def test_listens_on_memory_reactor(self) -> None:
+        """A ListenerService records its listener on the (memory) reactor at start."""
+        reactor = MemoryReactorClock()
+        svc = ListenerService(reactor, "tcp:10950:interface=127.0.0.1", object())  # type: ignore[arg-type]
+        svc.startService()
+        self.assertEqual([(p, h) for p, _, _, h in reactor.tcpServers], [(10950, "127.0.0.1")])

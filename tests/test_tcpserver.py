@@ -1,0 +1,233 @@
+"""
+Tests for TCP Server mode (nport_twisted.tcpserver) over in-memory transports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from nport_twisted.channel import IChannelSession, SerialChannel
+from nport_twisted.frontend import NetTable, PortContext
+from nport_twisted.settings import AccessibleIP, AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
+from nport_twisted.tcpserver import TcpServerFactory, TcpServerProtocol, tcp_server_frontend
+from nport_twisted.testing import FakeSerialDevice
+
+
+class _Transport(StringTransport):
+    """A StringTransport that also tracks aborts and keep-alive like a TCP transport."""
+
+    def __init__(self, peer: str) -> None:
+        super().__init__(peerAddress=IPv4Address("TCP", peer, 40000),
+                         hostAddress=IPv4Address("TCP", "127.0.0.1", 4001))
+        self.aborted = False
+        self.keepalive = False
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        self.loseConnection()
+
+    def setTcpKeepAlive(self, on: bool) -> None:
+        self.keepalive = on
+
+    def getHandle(self) -> Any:
+        raise AttributeError("no socket")
+
+
+class Harness:
+    def __init__(self, test: SynchronousTestCase, **operating: Any) -> None:
+        self.clock = Clock()
+        self.device = FakeSerialDevice(lines=None)
+        self.channel = SerialChannel(0, "/dev/fake0", SerialSettings(), self.clock, self.device.opener)
+        self.channel.ignore_jammed = operating.get("ignore_jammed", False)
+        self.channel.startService()
+        test.addCleanup(self._stop)
+        self.net = NetTable()
+        self.acl = AccessibleIPSettings()
+        self.ctx = PortContext(index=0, channel=self.channel,
+                               operating=OperatingSettings(mode=OpMode.TCP_SERVER, **operating),
+                               reactor=self.clock, endpoint=lambda proto, port: f"{proto}:{port}",
+                               net=self.net, accessible=lambda: self.acl)
+        self.factory = TcpServerFactory(self.ctx)
+
+    def _stop(self) -> None:
+        self.channel.stopService()
+        self.device.close_complete()
+
+    def connect(self, peer: str = "10.0.0.1") -> tuple[TcpServerProtocol, _Transport]:
+        proto = self.factory.buildProtocol(None)
+        transport = _Transport(peer)
+        proto.makeConnection(transport)
+        return proto, transport
+
+
+class TcpServerTests(SynchronousTestCase):
+    def test_session_interface(self) -> None:
+        """A TCP Server connection implements IChannelSession."""
+        h = Harness(self)
+        proto, _ = h.connect()
+        self.assertTrue(verifyObject(IChannelSession, proto))
+
+    def test_relay_both_ways(self) -> None:
+        """Host bytes go to the device; device bytes come back to the host, unchanged."""
+        h = Harness(self)
+        proto, transport = h.connect()
+        proto.dataReceived(b"\x00\xff hello")
+        self.assertEqual(h.device.written, b"\x00\xff hello")
+        h.device.receive(b"\x11world\x13")
+        self.assertEqual(transport.value(), b"\x11world\x13")
+        self.assertEqual((h.channel.stats.serial_tx_bytes, h.channel.stats.serial_rx_bytes), (8, 7))
+
+    def test_fan_out_and_fifo(self) -> None:
+        """With max connection 4, device data reaches all four hosts; host writes queue FIFO."""
+        h = Harness(self, max_connection=4)
+        conns = [h.connect(f"10.0.0.{i}") for i in range(1, 5)]
+        h.device.receive(b"broadcast")
+        self.assertEqual([t.value() for _, t in conns], [b"broadcast"] * 4)
+        for i, (proto, _) in enumerate(conns):
+            proto.dataReceived(b"%d" % i)
+        self.assertEqual(h.device.written, b"0123")
+
+    def test_fifth_client_refused(self) -> None:
+        """A host beyond max connection is closed at once and gets no serial data."""
+        h = Harness(self, max_connection=4)
+        for i in range(4):
+            h.connect(f"10.0.0.{i}")
+        _, fifth = h.connect("10.0.0.9")
+        self.assertTrue(fifth.disconnecting)
+        h.device.receive(b"x")
+        self.assertEqual(fifth.value(), b"")
+        self.assertEqual(h.channel.stats.connections_active, 4)
+
+    def test_slot_freed_on_disconnect(self) -> None:
+        """When a host leaves, its slot is free for the next one."""
+        h = Harness(self)
+        first, t1 = h.connect()
+        first.connectionLost()
+        second, t2 = h.connect("10.0.0.2")
+        self.assertFalse(t2.disconnecting)
+        h.device.receive(b"y")
+        self.assertEqual((t1.value(), t2.value()), (b"", b"y"))
+
+    def test_inactivity_time(self) -> None:
+        """With inactivity time set, a connection idle that long is closed; traffic resets the timer."""
+        h = Harness(self, inactivity_ms=500)
+        proto, transport = h.connect()
+        h.clock.advance(0.4)
+        proto.dataReceived(b"a")
+        h.clock.advance(0.4)
+        h.device.receive(b"b")
+        h.clock.advance(0.4)
+        self.assertFalse(transport.disconnecting)
+        h.clock.advance(0.2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_no_inactivity_timer_by_default(self) -> None:
+        """Inactivity time 0 (the default) schedules nothing."""
+        h = Harness(self)
+        h.connect()
+        self.assertEqual(h.clock.getDelayedCalls(), [])
+
+    def test_alive_check_enables_keepalive(self) -> None:
+        """TCP alive check time > 0 turns TCP keep-alive on; 0 leaves it off."""
+        h = Harness(self)
+        _, transport = h.connect()
+        self.assertTrue(transport.keepalive)
+        h0 = Harness(self, tcp_alive_check_min=0)
+        _, transport0 = h0.connect()
+        self.assertFalse(transport0.keepalive)
+
+    def test_accessible_ip_list(self) -> None:
+        """With an active accessible IP entry, other hosts are cut off without any data."""
+        h = Harness(self)
+        h.acl = AccessibleIPSettings(entries=(AccessibleIP("192.168.1.0", "255.255.255.0"),))
+        _, bad = h.connect("10.0.0.1")
+        _, good = h.connect("192.168.1.7")
+        self.assertTrue(bad.aborted)
+        self.assertFalse(good.disconnecting)
+
+    def test_jammed_client_pauses_reader(self) -> None:
+        """Without ignore-jammed, a full client transport pauses the serial reader until it drains."""
+        h = Harness(self, max_connection=2)
+        _, t1 = h.connect()
+        h.connect("10.0.0.2")
+        t1.producer.pauseProducing()
+        self.assertEqual(h.device.transport.producerState, "paused")
+        t1.producer.resumeProducing()
+        self.assertEqual(h.device.transport.producerState, "producing")
+
+    def test_jammed_client_skipped(self) -> None:
+        """With ignore-jammed, a full client is skipped (bytes counted) and the others still get data."""
+        h = Harness(self, max_connection=2, ignore_jammed=True)
+        _, t1 = h.connect()
+        _, t2 = h.connect("10.0.0.2")
+        t1.producer.pauseProducing()
+        h.device.receive(b"data")
+        self.assertEqual((t1.value(), t2.value()), (b"", b"data"))
+        self.assertEqual(h.device.transport.producerState, "producing")
+        self.assertEqual(h.channel.stats.serial_rx_dropped, 4)
+
+    def test_device_backpressure_pauses_hosts(self) -> None:
+        """When the device's write buffer is full every host's input is paused, then resumed."""
+        h = Harness(self, max_connection=2)
+        _, t1 = h.connect()
+        _, t2 = h.connect("10.0.0.2")
+        producer = h.device.transport.producer
+        producer.pauseProducing()
+        self.assertEqual((t1.producerState, t2.producerState), ("paused", "paused"))
+        _, t3 = h.connect("10.0.0.3")  # over the limit of 2: closed, not paused
+        producer.resumeProducing()
+        self.assertEqual((t1.producerState, t2.producerState), ("producing", "producing"))
+
+    def test_device_vanish_keeps_connection(self) -> None:
+        """When the device vanishes the host stays connected; its bytes are dropped and counted."""
+        h = Harness(self)
+        proto, transport = h.connect()
+        h.device.vanish()
+        self.assertFalse(transport.disconnecting)
+        proto.dataReceived(b"lost")
+        self.assertEqual(h.channel.stats.serial_tx_dropped, 4)
+        h.device.present = True
+        h.clock.advance(1)
+        self.assertTrue(h.channel.is_open)
+        h.device.receive(b"back")
+        self.assertEqual(transport.value(), b"back")
+        self.flushLoggedErrors()
+
+    def test_session_error_isolated(self) -> None:
+        """A host whose write raises is dropped; the device and other hosts keep working."""
+        h = Harness(self, max_connection=2)
+        bad, tbad = h.connect()
+        _, tgood = h.connect("10.0.0.2")
+
+        def boom(data: bytes) -> None:
+            raise RuntimeError("client failure")
+        tbad.write = boom  # type: ignore[method-assign]
+        h.device.receive(b"z")
+        self.assertEqual(tgood.value(), b"z")
+        self.assertTrue(tbad.aborted)
+        self.assertTrue(h.channel.is_open)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_net_table(self) -> None:
+        """Connections are listed in the net table while open (for DSCI netstat)."""
+        h = Harness(self)
+        proto, _ = h.connect("10.0.0.5")
+        self.assertEqual([c.remote_host for c in h.net.connections], ["10.0.0.5"])
+        proto.connectionLost()
+        self.assertEqual(h.net.connections, [])
+
+    def test_frontend_listens_on_4001_plus_index(self) -> None:
+        """The front-end of port 3 listens on 4003 unless a local TCP port is configured."""
+        h = Harness(self)
+        ctx = attrs.evolve(h.ctx, index=2)
+        front = tcp_server_frontend(ctx)
+        self.assertEqual([s.description for s in front], ["tcp:4003"])  # type: ignore[attr-defined]
+        ctx2 = attrs.evolve(h.ctx, operating=attrs.evolve(h.ctx.operating, local_tcp_port=5000))
+        self.assertEqual([s.description for s in tcp_server_frontend(ctx2)], ["tcp:5000"])  # type: ignore[attr-defined]
