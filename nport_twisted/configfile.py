@@ -35,6 +35,7 @@ from nport_twisted.settings import (
     Identity,
     NetworkSettings,
     OperatingSettings,
+    OpMode,
     PasswordSettings,
     PortConfig,
     SerialSettings,
@@ -221,7 +222,8 @@ def dumps(config: DeviceConfig, secrets: bool = True, network: bool = True) -> s
     return "".join(lines) + buf.getvalue()
 
 
-def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None) -> DeviceConfig:
+def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None,
+          default_mode: OpMode = OpMode.REAL_COM) -> DeviceConfig:
     """
     Parse settings text.  Sections missing from C{text} keep C{base}'s
     values (an import of a file without network settings keeps them).
@@ -244,7 +246,7 @@ def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None
             index, kind = int(m.group(1)), m.group(2)
             if not 1 <= index <= 32:
                 raise ConfigError(f"{where}: [{section}] port numbers go from 1 to 32")
-            old = base.ports[index - 1] if index <= len(base.ports) else PortConfig()
+            old = base.ports[index - 1] if index <= len(base.ports) else _new_port(default_mode)
             cls = SerialSettings if kind == "serial" else OperatingSettings
             ports.setdefault(index, {})[kind] = section_from_dict(
                 cls, items, section, where, getattr(old, kind))
@@ -263,10 +265,15 @@ def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None
         if missing:
             raise ConfigError(f"{where}: port{highest} is configured but port{missing[0]} is not")
         while len(port_list) < highest:
-            port_list.append(PortConfig())
+            port_list.append(_new_port(default_mode))
         for n, kinds in ports.items():
             port_list[n - 1] = attrs.evolve(port_list[n - 1], **kinds)
     return attrs.evolve(base, ports=tuple(port_list), **groups)
+
+
+def _new_port(mode: OpMode) -> PortConfig:
+    """A port the file mentions without its operating mode: factory settings in C{mode}."""
+    return PortConfig(operating=OperatingSettings(mode=mode))
 
 
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
@@ -307,7 +314,7 @@ class SettingsStore:
     def __init__(self, path: str | None) -> None:
         self.path = path
 
-    def load(self) -> DeviceConfig:
+    def load(self, default_mode: OpMode = OpMode.REAL_COM) -> DeviceConfig:
         """@raise ConfigError: when the file exists but is not valid."""
         if self.path is None:
             return DeviceConfig()
@@ -318,7 +325,7 @@ class SettingsStore:
             return DeviceConfig()
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"{self.path}: cannot read: {e}") from None
-        return loads(text, self.path)
+        return loads(text, self.path, default_mode=default_mode)
 
     def save(self, config: DeviceConfig) -> None:
         """Write C{config} atomically (no-op without a path)."""

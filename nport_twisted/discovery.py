@@ -52,8 +52,20 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nport_twisted import dsci
-from nport_twisted.dsci import DsciError, NetstatEntry, NetstatPagedRequest, NetstatRequest, Request
-from nport_twisted.frontend import ConnectionInfo, ListenerInfo, ListenerService, ListenError, NetTable
+from nport_twisted.dsci import (
+    DsciError,
+    NetstatEntry,
+    NetstatPagedRequest,
+    NetstatRequest,
+    Request,
+)
+from nport_twisted.frontend import (
+    ConnectionInfo,
+    ListenerInfo,
+    ListenError,
+    ListenerService,
+    NetTable,
+)
 from nport_twisted.identity import (
     ZERO_IP,
     DeviceIdentity,
@@ -221,7 +233,7 @@ class PktInfoUDPPort:
             if sock is None or sock.fileno() < 0:
                 return
             try:
-                nbytes, ancdata, flags, addr = sock.recvmsg_into([self._buffer], self._anc_size)
+                nbytes, ancdata, _flags, addr = sock.recvmsg_into([self._buffer], self._anc_size)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as e:
@@ -239,7 +251,7 @@ class PktInfoUDPPort:
             datagram = bytes(self._buffer[:nbytes])
             try:
                 self.protocol.datagramReceived(datagram, addr[:2], info)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a bug must not stop the reader
                 self._log.failure("DSCI protocol error")
 
     def send_reply(self, data: bytes, addr: tuple[str, int], ifindex: int = 0, source: str = "") -> bool:
@@ -616,7 +628,7 @@ class DsciProtocol:
         try:
             tz: _dt.tzinfo = zoneinfo.ZoneInfo(zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            tz = _dt.timezone.utc
+            tz = _dt.UTC
         return _dt.datetime.fromtimestamp(self._clock.seconds(), tz).replace(tzinfo=None)
 
 
@@ -912,7 +924,7 @@ class CaptureProtocol(Protocol):
 
     def _stamp(self) -> str:
         now = self.factory.clock.seconds()
-        return _dt.datetime.fromtimestamp(now, _dt.timezone.utc).isoformat(timespec="milliseconds")
+        return _dt.datetime.fromtimestamp(now, _dt.UTC).isoformat(timespec="milliseconds")
 
     def _record(self, line: str, dump: str = "") -> None:
         self.factory.capture.append(f"{self._stamp()} {self.peer} {line}\n" + (dump + "\n" if dump else ""))

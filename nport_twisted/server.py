@@ -94,8 +94,10 @@ class NPortService(service.MultiService):
 
     def __init__(self, reactor: Any, devices: list[str], config: DeviceConfig, store: SettingsStore,
                  opener: Opener, port_offset: int = 0, interface: str = "",
-                 builders: dict[OpMode, FrontendBuilder] | None = None) -> None:
+                 builders: dict[OpMode, FrontendBuilder] | None = None,
+                 default_mode: OpMode = OpMode.REAL_COM) -> None:
         super().__init__()
+        self.default_mode = default_mode
         self.reactor = reactor
         self.devices = devices
         self.config = config
@@ -153,12 +155,12 @@ class NPortService(service.MultiService):
         """
         from nport_twisted._exceptions import ConfigError
         try:
-            loaded = self.store.load()
+            loaded = self.store.load(self.default_mode)
         except ConfigError as e:
             self._log.error("settings not reloaded, keeping the running ones: {error}", error=e)
             return succeed(None)
         new = attrs.evolve(loaded, identity=self.config.identity).with_port_count(
-            len(self.ports), OpMode.REAL_COM)
+            len(self.ports), self.default_mode)
         try:
             d = self.apply_config(new)
         except ValueError as e:

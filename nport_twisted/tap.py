@@ -129,7 +129,7 @@ class Options(usage.Options):
                 + ", ".join(m.value for m in implemented))
         store = SettingsStore(self["config"])
         try:
-            config = store.load()
+            config = store.load(mode)
         except ConfigError as e:
             raise usage.UsageError(f"bad settings file: {e}") from None
         count = len(self["devices"])
@@ -153,6 +153,7 @@ class Options(usage.Options):
                 raise usage.UsageError(
                     f"port {n}: saved mode {port.operating.mode.value} is not implemented yet")
         self["store"] = store
+        self["default_mode"] = mode
         self["device_config"] = config
         self["model_info"] = model
 
@@ -168,7 +169,7 @@ def makeService(options: Options) -> service.IService:
     svc = NPortService(
         reactor, options["devices"], config, options["store"],
         opener=open_serial_port(reactor), port_offset=options["port-offset"],
-        interface=options["interface"],
+        interface=options["interface"], default_mode=options["default_mode"],
     )
     if options["config"]:
         _reload_on_sighup(reactor, svc)

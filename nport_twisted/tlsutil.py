@@ -17,7 +17,6 @@ import os
 import stat
 import tempfile
 
-from twisted.internet.endpoints import quoteStringArgument
 from twisted.logger import Logger
 
 from nport_twisted.configfile import atomic_write
@@ -96,5 +95,6 @@ def _private_temp_dir() -> str:
 
 def tls_endpoint_options(state_dir: str | None) -> str:
     """The ``:privateKey=…:certKey=…`` suffix of an ``ssl:`` endpoint string."""
-    path = quoteStringArgument(certificate_path(state_dir))
+    # Escaped as twisted.internet.endpoints.quoteStringArgument does.
+    path = certificate_path(state_dir).replace("\\", "\\\\").replace(":", "\\:")
     return f":privateKey={path}:certKey={path}"

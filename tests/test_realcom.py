@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, endpoints, protocol, ssl
@@ -27,7 +27,13 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nport_twisted.channel import SerialChannel
 from nport_twisted.frontend import ConnectionInfo, ListenerService, NetTable, PortContext
-from nport_twisted.realcom import CommandProtocol, DataProtocol, RealComOptions, RealComPort, realcom_frontend
+from nport_twisted.realcom import (
+    CommandProtocol,
+    DataProtocol,
+    RealComOptions,
+    RealComPort,
+    realcom_frontend,
+)
 from nport_twisted.serialdev import LineCounters, ModemLines, OpenedSerial, SerialHandle
 from nport_twisted.settings import (
     AccessibleIPSettings,
@@ -1228,7 +1234,7 @@ class Collector(protocol.Protocol):
         self._waiting.append((size, d))
         return d
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.lost.callback(None)
 
 

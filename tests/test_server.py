@@ -35,7 +35,8 @@ def _service(test: SynchronousTestCase, modes: list[OpMode], offset: int = 10000
         port = config.ports[i]
         config = config.replace_port(i, attrs.evolve(port, operating=attrs.evolve(port.operating, mode=mode)))
     svc = NPortService(reactor, [f"/dev/fake{i}" for i in range(len(modes))], config,
-                       SettingsStore(path), devices.opener, port_offset=offset, interface="127.0.0.1")
+                       SettingsStore(path), devices.opener, port_offset=offset, interface="127.0.0.1",
+                       default_mode=modes[0])
     svc.startService()
     test.addCleanup(svc.stopService)
     return svc, reactor, devices
@@ -128,3 +129,13 @@ class NPortServiceTests(SynchronousTestCase):
         errors = [e for e in observer if e.get("log_level").name == "error"]
         self.assertEqual(len(errors), 1)
         self.assertIn("baudrate", str(errors[0]["error"]))
+
+    def test_reload_uses_default_mode(self) -> None:
+        """On reload, a port the file does not mention keeps the service's --mode."""
+        path = self.mktemp()
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER], path=path)
+        with open(path, "w") as f:
+            f.write("[basic]\nserver_name = box\n")
+        svc.reload()
+        self.assertEqual(svc.config.ports[0].operating.mode, OpMode.TCP_SERVER)
+        self.assertEqual(svc.config.basic.server_name, "box")

@@ -154,6 +154,15 @@ class OptionsTests(SynchronousTestCase):
         modes = [p.operating.mode for p in options["device_config"].ports]
         self.assertEqual(modes, [OpMode.TCP_SERVER, OpMode.DISABLED])
 
+    def test_mode_fills_port_without_operating_section(self) -> None:
+        """A port with only a [portN.serial] section gets --mode, not the factory default."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port1.serial]\nbaudrate = 9600\n")
+        options = _parse(self, "--ports", "/dev/nx0", "--config", path, "--mode", "tcp-server")
+        port = options["device_config"].ports[0]
+        self.assertEqual((port.operating.mode, port.serial.baudrate), (OpMode.TCP_SERVER, 9600))
+
     def test_port_offset_range(self) -> None:
         """A port offset outside 0-65535 is a usage error."""
         self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--port-offset", "70000")
