@@ -16,7 +16,13 @@ import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IPushProducer, IReactorCore
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IPushProducer,
+    IReactorCore,
+    ISSLTransport,
+)
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -175,6 +181,7 @@ def set_keepalive(transport: Any, minutes: int) -> None:
     """
     if minutes <= 0:
         return
+    transport = _tcp_transport(transport)
     try:
         transport.setTcpKeepAlive(True)
         sock = transport.getHandle()
@@ -190,7 +197,16 @@ def set_keepalive(transport: Any, minutes: int) -> None:
         pass  # not a real TCP socket (tests, TLS wrappers): nothing to tune
 
 
+def _tcp_transport(transport: Any) -> Any:
+    """The TCP transport under a TLS one (whose getHandle() is the OpenSSL connection)."""
+    inner = getattr(transport, "transport", None)
+    if ISSLTransport.providedBy(transport) and inner is not None:
+        return inner
+    return transport
+
+
 def set_nodelay(transport: Any) -> None:
+    transport = _tcp_transport(transport)
     try:
         transport.setTcpNoDelay(True)
     except (AttributeError, OSError):

@@ -19,8 +19,13 @@ dropped, the host's settings forgotten) when the last one goes; closing
 either connection of a pair closes both.  Command bytes wait until the
 pair's data connection exists.  With max connection 1 the host has full
 control; with 2-4 the port is a data tunnel: control requests are answered
-OK but not applied (unless "allow driver control"), WAIT_OQUEUE is answered
-0 at once and FLUSH is ignored.
+OK but not applied (unless "allow driver control"), and even with driver
+control WAIT_OQUEUE is answered 0 at once and FLUSH is ignored, as in MOXA's
+device code.
+
+NOTIFY: at most one per 100 ms per notify-enabled command connection; MSR
+delta bits are latched until sent (16550 style), the baseline is the line
+state when the pair's data connection (and so the device) came up.
 
 Keep-alive: after 40 s without data a notify-enabled command connection gets
 ``27 01 id`` every 3 s until the host answers ``28 01 id``; after 4 misses
@@ -125,17 +130,19 @@ def _discard_unread(transport: Any) -> int:
     """Read and drop what the peer sent and we have not read (FLUSH of the TX side)."""
     if transport is None or ISSLTransport.providedBy(transport):
         return 0  # TLS records cannot be dropped from under the TLS layer
+    dropped = 0
     try:
         sock = transport.getHandle()
-        dropped = 0
         while dropped < _MAX_DISCARD:
             chunk = sock.recv(65536, socket.MSG_DONTWAIT)
             if not chunk:
-                break
+                break  # EOF: left for the reactor to notice
             dropped += len(chunk)
-        return dropped
+    except BlockingIOError:
+        pass  # nothing (more) unread: the normal end
     except (AttributeError, OSError, ValueError):
-        return 0
+        pass  # not a socket (tests) or the connection is going away
+    return dropped
 
 
 @implementer(IChannelSession)

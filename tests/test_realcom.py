@@ -12,6 +12,7 @@ L{MemoryReactorClock}.
 from __future__ import annotations
 
 import os
+import socket
 import stat
 import tempfile
 from typing import Any
@@ -36,6 +37,7 @@ from nport_twisted.realcom import (
 )
 from nport_twisted.serialdev import LineCounters, ModemLines, OpenedSerial, SerialHandle
 from nport_twisted.settings import (
+    AccessibleIP,
     AccessibleIPSettings,
     FlowControl,
     OperatingSettings,
@@ -71,6 +73,13 @@ class RecordingTransport(StringTransport):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.writes: list[bytes] = []
+        self.handle: socket.socket | None = None
+
+    def getHandle(self) -> socket.socket:
+        """The socket behind this connection, when the test gave one."""
+        if self.handle is None:
+            raise AttributeError("no socket")
+        return self.handle
 
     def write(self, data: bytes) -> None:
         self.writes.append(data)
@@ -107,10 +116,11 @@ class Box:
         self.live: list[protocol.Protocol] = []
         self._peer_port = 40000
 
-    def _connect(self, proto: protocol.Protocol, local: Any) -> Any:
+    def _connect(self, proto: protocol.Protocol, local: Any, handle: socket.socket | None = None) -> Any:
         self._peer_port += 1
         transport = RecordingTransport(hostAddress=local,
                                        peerAddress=IPv4Address("TCP", "192.0.2.7", self._peer_port))
+        transport.handle = handle
         proto.makeConnection(transport)
         self.live.append(proto)
         return proto
@@ -121,10 +131,10 @@ class Box:
         self._connect(proto, local or IPv4Address("TCP", "192.0.2.1", 966))
         return proto
 
-    def data(self) -> DataProtocol:
-        """A host connects to the data port."""
+    def data(self, handle: socket.socket | None = None) -> DataProtocol:
+        """A host connects to the data port (optionally over a real socket C{handle})."""
         proto = DataProtocol(self.port)
-        self._connect(proto, IPv4Address("TCP", "192.0.2.1", 950))
+        self._connect(proto, IPv4Address("TCP", "192.0.2.1", 950), handle)
         return proto
 
     def pair(self) -> tuple[CommandProtocol, DataProtocol]:
@@ -476,6 +486,51 @@ class DrainAndFlushTests(SynchronousTestCase):
         box.hang_up(cmd)
         self.assertTrue(data.transport.disconnecting)
         self.assertTrue(box.device.closing)
+
+    def _socket_pair(self, box: Box) -> tuple[CommandProtocol, socket.socket]:
+        """An opened pair whose data connection is a real socket; returns the host's end."""
+        ours, host = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(host.close)
+        cmd = box.command()
+        box.data(handle=ours)
+        cmd.dataReceived(FIRST_PORT_INIT)
+        cmd.transport.clear()
+        return cmd, host
+
+    def test_wait_oqueue_counts_unread_socket_bytes(self) -> None:
+        """Bytes the host sent that are still unread on the data socket count as queued."""
+        box = Box()
+        cmd, host = self._socket_pair(box)
+        host.sendall(b"12345")
+        self.assertEqual(box.send(cmd, h("2F 04 32 00 00 00")), b"")
+        box.reactor.advance(0.055)
+        self.assertEqual(cmd.transport.value(), h("2F 02 05 00"))
+
+    def test_wait_oqueue_answered_when_socket_read(self) -> None:
+        """The deferred reply comes once the unread bytes have been taken off the socket."""
+        box = Box()
+        cmd, host = self._socket_pair(box)
+        host.sendall(b"abc")
+        self.assertEqual(box.send(cmd, WAIT_OQUEUE_1S), b"")
+        box.reactor.advance(0.01)
+        self.assertEqual(cmd.transport.value(), b"")
+        cmd.pair.data.transport.getHandle().recv(3)
+        box.reactor.advance(0.01)
+        self.assertEqual(cmd.transport.value(), h("2F 02 00 00"))
+
+    def test_flush_discards_unread_socket_bytes(self) -> None:
+        """FLUSH 2 also drops what the host sent and was not read yet; FLUSH 0 does not."""
+        box = Box()
+        cmd, host = self._socket_pair(box)
+        ours = cmd.pair.data.transport.getHandle()
+        host.sendall(b"stale")
+        self.assertEqual(box.send(cmd, h("14 01 00")), h("14 4F 4B"))
+        self.assertEqual(box.send(cmd, WAIT_OQUEUE_1S), b"")
+        self.assertEqual(box.send(cmd, FLUSH_BOTH), h("14 4F 4B"))
+        box.reactor.advance(0.01)
+        self.assertEqual(cmd.transport.value(), h("14 4F 4B 2F 02 00 00"))
+        self.assertRaises(BlockingIOError, ours.recv, 10, socket.MSG_DONTWAIT)
 
     def test_flush_start_and_stop(self) -> None:
         """FLUSH_START is answered 35 04 00 00 00 00, host data is discarded until FLUSH_STOP."""
@@ -910,6 +965,16 @@ class PairingTests(SynchronousTestCase):
         self.assertEqual(box.device.opens, 1)
         self.assertFalse(box.device.closing)
 
+    def test_accessible_ip_list(self) -> None:
+        """A host outside an active accessible IP list is cut off on both ports and opens nothing."""
+        box = Box()
+        box.ctx.accessible = lambda: AccessibleIPSettings(entries=(AccessibleIP("10.0.0.0", "255.0.0.0"),))
+        cmd, data = box.pair()
+        self.assertTrue(cmd.transport.disconnected)
+        self.assertTrue(data.transport.disconnected)
+        self.assertEqual(box.device.opens, 0)
+        self.assertEqual(box.net.connections, [])
+
     def test_reopen_after_close(self) -> None:
         """After a host closes, the next one gets the port and a freshly opened device."""
         box = Box()
@@ -1266,6 +1331,7 @@ class SecureRealComTests(TestCase):
     def _start(self) -> tuple[int, int]:
         """Start the front-end; return the (data, command) ports it listens on."""
         front = realcom_frontend(self.ctx)
+        self.front = front
         front.startService()
         self.addCleanup(front.stopService)
         listeners = [s for s in service.IServiceCollection(front) if isinstance(s, ListenerService)]
@@ -1305,6 +1371,12 @@ class SecureRealComTests(TestCase):
         with open(os.path.join(self.state_dir, CERT_FILE), "rb") as f:
             served = ssl.Certificate.loadPEM(f.read())
         self.assertEqual(peer.digest(), served.digest())
+        server_data = self.front.realcom.slots[0].data.transport  # type: ignore[attr-defined]
+        sock = server_data.transport.getHandle()
+        self.assertEqual(sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        # TCP alive check 7 min: probes start early enough to give up at 7 min.
+        self.assertEqual(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 7 * 60 - 30)
         yield defer.Deferred.fromCoroutine(self._close(cmd, data))
         self.assertTrue(self.device.closing)
 
