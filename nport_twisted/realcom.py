@@ -793,3 +793,54 @@ def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) ->
                     ctx.net, ctx.index).setServiceParent(front)
     front.realcom = port  # type: ignore[attr-defined]
     return front
+
+
+class CommandOnlyPair(Pair):
+    """
+    A command connection with no data connection of its own: TCP Server
+    mode's command port (966+n-1), used by MOXA's IP-Serial library and
+    drivers to control a port whose data flows on the TCP Server port.
+    """
+
+    @property
+    def data_ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.command is not None and self.command.transport is not None:
+            self.command.transport.loseConnection()
+
+
+class TcpServerCommandPort(RealComPort):
+    """
+    The ASPP command port of a TCP Server mode port.  Requests apply to the
+    channel as in Real COM mode (full control with max connection 1 or
+    "allow driver control"); NOTIFY reports its modem lines.  The device
+    stays open (TCP Server keeps it open), so nothing is held or released.
+    """
+
+    def take_slot(self, kind: str, proto: CommandProtocol | DataProtocol) -> Pair | None:
+        if kind != "command" or not isinstance(proto, CommandProtocol):
+            return None
+        for i, pair in enumerate(self.slots):
+            if pair is None:
+                new = CommandOnlyPair(self, i)
+                new.command = proto
+                self.slots[i] = new
+                self.channel.attach(new)
+                return new
+        return None
+
+    def command_lost(self, pair: Pair) -> None:
+        pair.command = None
+        self.channel.detach(pair)
+        if self.slots[pair.slot] is pair:
+            self.slots[pair.slot] = None
+
+
+def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None = None) -> ListenerService:
+    """The command port listener of TCP Server mode (966+n-1 unless configured)."""
+    port = TcpServerCommandPort(ctx, options)
+    cmd_port = ctx.operating.command_port or realcom_command_port(ctx.index)
+    return ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
+                           _Factory(lambda: CommandProtocol(port)), ctx.net, ctx.index)

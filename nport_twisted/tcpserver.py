@@ -3,7 +3,8 @@
 TCP Server mode (settings.md §5.2–§5.3).
 
 Wire: raw bytes both ways on the port's local TCP port (4001+n-1 by
-default), no framing.  Up to "max connection" (1–4) hosts at once: serial
+default), no framing.  The command port (966+n-1 by default) speaks ASPP
+as in Real COM mode (nport_twisted.realcom) to control the same port.  Up to "max connection" (1–4) hosts at once: serial
 data is copied to every host, host data goes to the serial port first in,
 first out.  A host beyond the limit is accepted and closed at once (logged),
 so the client sees a clean refusal rather than a hang in the listen backlog.
@@ -150,11 +151,17 @@ class TcpServerFactory(Factory):
 
 
 def tcp_server_frontend(ctx: PortContext) -> service.IService:
-    """The services of TCP Server mode for one port: its data listener."""
+    """
+    The services of TCP Server mode for one port: its data listener and the
+    ASPP command port (966+n-1 by default) for IP-Serial-style control.
+    """
+    from nport_twisted.realcom import tcp_server_command_listener
+
     front = service.MultiService()
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     factory = TcpServerFactory(ctx)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", port), factory, ctx.net,
                     ctx.index).setServiceParent(front)
+    tcp_server_command_listener(ctx).setServiceParent(front)
     front.factory = factory  # type: ignore[attr-defined]
     return front

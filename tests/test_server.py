@@ -48,10 +48,10 @@ def _listening(reactor: MemoryReactorClock) -> list[int]:
 
 class NPortServiceTests(SynchronousTestCase):
     def test_realcom_and_tcp_server_ports(self) -> None:
-        """Port 1 in Real COM listens on 950/966, port 2 in TCP Server on 4002, all shifted."""
+        """Port 1 in Real COM listens on 950/966, port 2 in TCP Server on 4002 (+ command 967), all shifted."""
         svc, reactor, _ = _service(self, [OpMode.REAL_COM, OpMode.TCP_SERVER])
-        self.assertEqual(_listening(reactor), [10950, 10966, 14002])
-        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 14002])
+        self.assertEqual(_listening(reactor), [10950, 10966, 10967, 14002])
+        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 10967, 14002])
 
     def test_realcom_device_closed_until_connection(self) -> None:
         """A Real COM port does not open its device before a data connection; TCP Server does."""
@@ -78,7 +78,7 @@ class NPortServiceTests(SynchronousTestCase):
         """Switching port 1 from TCP Server to Real COM replaces its listeners only."""
         svc, reactor, _ = _service(self, [OpMode.TCP_SERVER, OpMode.TCP_SERVER])
         svc.update_port(0, mode=OpMode.REAL_COM)
-        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 14002])
+        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 10967, 14002])
         self.assertEqual(svc.ports[0].frontend.running, 1)  # type: ignore[union-attr]
 
     def test_unimplemented_mode_rejected(self) -> None:

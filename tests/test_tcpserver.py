@@ -228,6 +228,56 @@ class TcpServerTests(SynchronousTestCase):
         h = Harness(self)
         ctx = attrs.evolve(h.ctx, index=2)
         front = tcp_server_frontend(ctx)
-        self.assertEqual([s.description for s in front], ["tcp:4003"])  # type: ignore[attr-defined]
-        ctx2 = attrs.evolve(h.ctx, operating=attrs.evolve(h.ctx.operating, local_tcp_port=5000))
-        self.assertEqual([s.description for s in tcp_server_frontend(ctx2)], ["tcp:5000"])  # type: ignore[attr-defined]
+        self.assertEqual([s.description for s in front], ["tcp:4003", "tcp:968"])  # type: ignore[attr-defined]
+        ctx2 = attrs.evolve(h.ctx, operating=attrs.evolve(h.ctx.operating, local_tcp_port=5000,
+                                                           command_port=6000))
+        self.assertEqual([s.description for s in tcp_server_frontend(ctx2)],  # type: ignore[attr-defined]
+                         ["tcp:5000", "tcp:6000"])
+
+
+class CommandPortTests(SynchronousTestCase):
+    """TCP Server mode's command port speaks ASPP on the same channel."""
+
+    def _command(self, h: Harness) -> tuple[Any, _Transport]:
+        from nport_twisted.realcom import CommandProtocol, TcpServerCommandPort
+        port = TcpServerCommandPort(h.ctx)
+        proto = CommandProtocol(port)
+        transport = _Transport("10.0.0.1")
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def test_port_init_applies_to_open_device(self) -> None:
+        """PORT_INIT on the command port sets 9600 7E1 on the device and answers 5 bytes at once."""
+        h = Harness(self)
+        proto, transport = self._command(h)
+        proto.dataReceived(bytes.fromhex("2C 08 06 0A 01 01 00 00 00 00"))
+        self.assertEqual(transport.value(), bytes.fromhex("2C 03 01 01 01"))
+        assert h.device.control is not None
+        applied = h.device.control.applied[-1]
+        self.assertEqual((applied.baudrate, applied.bytesize, applied.parity.value), (9600, 7, "E"))
+
+    def test_data_still_flows_on_tcp_port(self) -> None:
+        """With a command connection attached, serial data goes to the TCP Server host, not the command port."""
+        h = Harness(self)
+        _, cmd_transport = self._command(h)
+        proto, data_transport = h.connect("10.0.0.2")
+        h.device.receive(b"payload")
+        self.assertEqual((data_transport.value(), cmd_transport.value()), (b"payload", b""))
+        proto.dataReceived(b"up")
+        self.assertEqual(h.device.written, b"up")
+
+    def test_wait_oqueue_answered(self) -> None:
+        """WAIT_OQUEUE on the command port answers the device's queue (0 when empty)."""
+        h = Harness(self)
+        proto, transport = self._command(h)
+        proto.dataReceived(bytes.fromhex("2F 04 E8 03 00 00"))
+        self.assertEqual(transport.value(), bytes.fromhex("2F 02 00 00"))
+
+    def test_command_lost_detaches(self) -> None:
+        """Closing the command connection detaches it from the channel; the device stays open."""
+        h = Harness(self)
+        proto, _ = self._command(h)
+        self.assertEqual(len(h.channel.sessions), 1)
+        proto.connectionLost()
+        self.assertEqual(h.channel.sessions, ())
+        self.assertTrue(h.channel.is_open)
