@@ -29,7 +29,7 @@ unexpected loss, retried every second.
 
 Also a small command line tool bridging stdin/stdout to a port::
 
-    python -m nport_twisted.realcom_client HOST [--data-port 950] [--command-port 966] [--baud 9600]
+    python -m nport_twisted.realcom_client HOST [--data-port N] [--command-port N] [--baud N]
 """
 
 from __future__ import annotations
@@ -37,12 +37,19 @@ from __future__ import annotations
 import sys
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 from twisted.internet.defer import Deferred, DeferredQueue, fail, succeed
-from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTCP, IReactorTime, ITransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IReactorTCP,
+    IReactorTime,
+    IStreamClientEndpoint,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -50,10 +57,10 @@ from nport_twisted import aspp
 from nport_twisted._exceptions import NPortError
 
 __all__ = [
+    "LINUX_DEFAULT",
     "BaudRateRejected",
     "CommandFailed",
     "CommandTimeout",
-    "LINUX_DEFAULT",
     "LineSettings",
     "ModemState",
     "NotConnected",
@@ -74,9 +81,6 @@ DRAIN_INTERVAL = 0.01
 DRAIN_ZEROS = 3
 #: Delay before retrying a failed reconnect (the Linux daemon: >= 1 s).
 RECONNECT_DELAY = 1.0
-
-_T = TypeVar("_T")
-
 
 # --- errors -------------------------------------------------------------------
 # (Client-only errors; they live here because nothing else raises them.)
@@ -124,12 +128,16 @@ class LineSettings:
     baudrate: int = attrs.field(default=9600, validator=attrs.validators.ge(0))
     bytesize: int = attrs.field(default=8, validator=attrs.validators.in_((5, 6, 7, 8)))
     parity: str = attrs.field(default="N", converter=_parity)
-    stopbits: float = attrs.field(default=1, validator=attrs.validators.in_((1, 1.5, 2)))
+    stopbits: float = attrs.field(default=1.0, validator=attrs.validators.in_((1.0, 1.5, 2.0)))
     rtscts: bool = False
     ixon: bool = False
     ixoff: bool = False
-    xon_char: int = attrs.field(default=0x11, validator=[attrs.validators.ge(0), attrs.validators.le(255)])
-    xoff_char: int = attrs.field(default=0x13, validator=[attrs.validators.ge(0), attrs.validators.le(255)])
+    xon_char: int = attrs.field(
+        default=0x11, validator=[attrs.validators.ge(0), attrs.validators.le(255)]
+    )
+    xoff_char: int = attrs.field(
+        default=0x13, validator=[attrs.validators.ge(0), attrs.validators.le(255)]
+    )
 
     @property
     def baud_index(self) -> int:
@@ -142,8 +150,9 @@ class LineSettings:
 
     def port_init(self, dtr: bool, rts: bool) -> aspp.PortInit:
         """The PORT_INIT request for these settings and lines."""
-        return aspp.PortInit(self.baud_index, self.mode, dtr, rts, self.rtscts, self.rtscts,
-                             self.ixon, self.ixoff)
+        return aspp.PortInit(
+            self.baud_index, self.mode, dtr, rts, self.rtscts, self.rtscts, self.ixon, self.ixoff
+        )
 
     def requests(self, dtr: bool, rts: bool) -> list[aspp.Request]:
         """What a ``tcsetattr`` sends: PORT_INIT, then SETBAUD and XONXOFF when needed."""
@@ -159,16 +168,33 @@ class LineSettings:
 LINUX_DEFAULT = LineSettings(ixon=True)
 
 
-def line_settings(baudrate: int = 9600, bytesize: int = 8, parity: str = "N", stopbits: float = 1,
-                  rtscts: bool = False, xonxoff: bool = False, ixon: bool | None = None,
-                  ixoff: bool | None = None, xon_char: int = 0x11, xoff_char: int = 0x13) -> LineSettings:
+def line_settings(
+    baudrate: int = 9600,
+    bytesize: int = 8,
+    parity: str = "N",
+    stopbits: float = 1,
+    rtscts: bool = False,
+    xonxoff: bool = False,
+    ixon: bool | None = None,
+    ixoff: bool | None = None,
+    xon_char: int = 0x11,
+    xoff_char: int = 0x13,
+) -> LineSettings:
     """
     pyserial-style settings: C{xonxoff} sets both IXON and IXOFF unless
     C{ixon}/C{ixoff} say otherwise.
     """
-    return LineSettings(baudrate, bytesize, parity, stopbits, rtscts,
-                        xonxoff if ixon is None else ixon, xonxoff if ixoff is None else ixoff,
-                        xon_char, xoff_char)
+    return LineSettings(
+        baudrate,
+        bytesize,
+        parity,
+        stopbits,
+        rtscts,
+        xonxoff if ixon is None else ixon,
+        xonxoff if ixoff is None else ixoff,
+        xon_char,
+        xoff_char,
+    )
 
 
 @attrs.frozen
@@ -197,8 +223,16 @@ class Notification:
 
     @classmethod
     def decode(cls, msg: aspp.NotifyMessage) -> Notification:
-        changed = frozenset(name for name, on in (("cts", msg.delta_cts), ("dsr", msg.delta_dsr),
-                                                  ("ri", msg.delta_ri), ("dcd", msg.delta_dcd)) if on)
+        changed = frozenset(
+            name
+            for name, on in (
+                ("cts", msg.delta_cts),
+                ("dsr", msg.delta_dsr),
+                ("ri", msg.delta_ri),
+                ("dcd", msg.delta_dcd),
+            )
+            if on
+        )
         ev = msg.events
         return cls(
             state=ModemState(dsr=msg.dsr, cts=msg.cts, dcd=msg.dcd, ri=msg.ri),
@@ -216,39 +250,44 @@ class Notification:
 # --- protocols -------------------------------------------------------------------
 
 
+def _tune(transport: Any) -> None:
+    # As the Linux daemon: keep-alive on both sockets; no Nagle delay for commands.
+    try:
+        transport.setTcpNoDelay(True)
+        transport.setTcpKeepAlive(True)
+    except (AttributeError, OSError):
+        pass  # not a TCP transport (tests) or a TLS wrapper without these
+
+
 class _CommandProtocol(Protocol):
+    transport: Any
+
     def __init__(self, client: RealComClient) -> None:
         self._client = client
 
     def connectionMade(self) -> None:
-        try:
-            self.transport.setTcpNoDelay(True)
-            self.transport.setTcpKeepAlive(True)
-        except (AttributeError, OSError):
-            pass
+        _tune(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._client._command_data(self, data)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._client._lost(self, reason)
 
 
 class _DataProtocol(Protocol):
+    transport: Any
+
     def __init__(self, client: RealComClient) -> None:
         self._client = client
 
     def connectionMade(self) -> None:
-        try:
-            self.transport.setTcpNoDelay(True)
-            self.transport.setTcpKeepAlive(True)
-        except (AttributeError, OSError):
-            pass
+        _tune(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         self._client._serial_data(self, data)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._client._lost(self, reason)
 
 
@@ -258,7 +297,7 @@ class _Factory(Factory):
     def __init__(self, build: Callable[[], Protocol]) -> None:
         self._build = build
 
-    def buildProtocol(self, addr: IAddress) -> Protocol:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
         return self._build()
 
 
@@ -276,7 +315,8 @@ class _Pending:
 
 def _unsent(transport: Any) -> int:
     """Bytes a Twisted transport still holds in user space (best effort, private fields)."""
-    for t in (transport, getattr(transport, "transport", None)):
+    candidates: list[Any] = [transport, getattr(transport, "transport", None)]
+    for t in candidates:
         try:
             return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
         except (AttributeError, TypeError):
@@ -288,7 +328,7 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: bool) -> 
     from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 
     cls = TCP6ClientEndpoint if ":" in host else TCP4ClientEndpoint
-    endpoint = cls(reactor, host, port, timeout=timeout)
+    endpoint: IStreamClientEndpoint = cls(reactor, host, port, timeout=timeout)
     if tls:
         from twisted.internet.ssl import CertificateOptions
 
@@ -323,12 +363,19 @@ class RealComClient:
 
     _log = Logger()
 
-    def __init__(self, reactor: Any, *, command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
-                 closing_wait: float = DEFAULT_CLOSING_WAIT, connect_timeout: float = 10.0,
-                 fifo: int = 16, auto_reconnect: bool = False,
-                 on_data: Callable[[bytes], object] | None = None,
-                 on_notify: Callable[[Notification], object] | None = None,
-                 on_lost: Callable[[Failure], object] | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        *,
+        command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+        closing_wait: float = DEFAULT_CLOSING_WAIT,
+        connect_timeout: float = 10.0,
+        fifo: int = 16,
+        auto_reconnect: bool = False,
+        on_data: Callable[[bytes], object] | None = None,
+        on_notify: Callable[[Notification], object] | None = None,
+        on_lost: Callable[[Failure], object] | None = None,
+    ) -> None:
         self._reactor = reactor
         self.command_timeout = command_timeout
         self.closing_wait = closing_wait
@@ -356,7 +403,9 @@ class RealComClient:
         self._wanted = False  # open() succeeded and neither close() nor abort() was called since
 
     def __repr__(self) -> str:
-        where = f"{self._address[0]}:{self._address[1]}/{self._address[2]}" if self._address else "-"
+        where = (
+            f"{self._address[0]}:{self._address[1]}/{self._address[2]}" if self._address else "-"
+        )
         return f"<RealComClient {where} {self.state}>"
 
     # -- open -------------------------------------------------------------------------
@@ -366,9 +415,16 @@ class RealComClient:
         """Both connections are up."""
         return self._command is not None and self._data is not None
 
-    def open(self, host: str, data_port: int = 950, command_port: int = 966,
-             settings: LineSettings = LineSettings(), dtr: bool = True, rts: bool = True,
-             tls: bool = False) -> Deferred[RealComClient]:
+    def open(
+        self,
+        host: str,
+        data_port: int = 950,
+        command_port: int = 966,
+        settings: LineSettings = LineSettings(),
+        dtr: bool = True,
+        rts: bool = True,
+        tls: bool = False,
+    ) -> Deferred[RealComClient]:
         """
         Connect (command port first, then data port) and run the open
         sequence; fires with this client once the port is open.  On failure
@@ -409,23 +465,35 @@ class RealComClient:
 
     async def _init_port(self) -> None:
         await self._apply_line(self.settings)
-        self._expect_reply(await self._command_one(aspp.TxFifo(self.fifo)), aspp.CMD_TX_FIFO,
-                           any_reply=True)
+        self._expect_reply(
+            await self._command_one(aspp.TxFifo(self.fifo)), aspp.CMD_TX_FIFO, any_reply=True
+        )
 
     # -- settings ------------------------------------------------------------------------
 
-    def set_line(self, baudrate: int = 9600, bytesize: int = 8, parity: str = "N", stopbits: float = 1,
-                 rtscts: bool = False, xonxoff: bool = False, *, ixon: bool | None = None,
-                 ixoff: bool | None = None, xon_char: int = 0x11,
-                 xoff_char: int = 0x13) -> Deferred[ModemState]:
+    def set_line(
+        self,
+        baudrate: int = 9600,
+        bytesize: int = 8,
+        parity: str = "N",
+        stopbits: float = 1,
+        rtscts: bool = False,
+        xonxoff: bool = False,
+        *,
+        ixon: bool | None = None,
+        ixoff: bool | None = None,
+        xon_char: int = 0x11,
+        xoff_char: int = 0x13,
+    ) -> Deferred[ModemState]:
         """
         Change speed, format and flow control as ``tcsetattr`` does:
         PORT_INIT (+ SETBAUD) (+ XONXOFF).  Fires with the modem lines of
         the PORT_INIT reply; fails with L{BaudRateRejected} if the device
         refuses the speed (the old settings then stay recorded).
         """
-        settings = line_settings(baudrate, bytesize, parity, stopbits, rtscts, xonxoff, ixon, ixoff,
-                                 xon_char, xoff_char)
+        settings = line_settings(
+            baudrate, bytesize, parity, stopbits, rtscts, xonxoff, ixon, ixoff, xon_char, xoff_char
+        )
         return Deferred.fromCoroutine(self._apply_line(settings))
 
     def set_line_settings(self, settings: LineSettings) -> Deferred[ModemState]:
@@ -459,8 +527,9 @@ class RealComClient:
 
         return self._command_one(aspp.LineControl(new_dtr, new_rts)).addCallback(done)
 
-    def set_flow_control(self, cts_flow: bool, rts_flow: bool, tx_xonxoff: bool,
-                         rx_xonxoff: bool) -> Deferred[None]:
+    def set_flow_control(
+        self, cts_flow: bool, rts_flow: bool, tx_xonxoff: bool, rx_xonxoff: bool
+    ) -> Deferred[None]:
         """FLOWCTRL (0x11), as the Windows driver and IP-Serial library use it."""
         return self._ok(aspp.FlowControl(cts_flow, rts_flow, tx_xonxoff, rx_xonxoff))
 
@@ -492,7 +561,8 @@ class RealComClient:
         """
         timeout = timeout_ms / 1000 + self.command_timeout
         return self._command_one(aspp.WaitOutputQueue(timeout_ms), timeout=timeout).addCallback(
-            self._queue_count)
+            self._queue_count
+        )
 
     def output_queue(self) -> Deferred[int]:
         """OQUEUE: bytes in the device's serial TX queue."""
@@ -518,8 +588,9 @@ class RealComClient:
         """SETXON: the device resumes its serial output."""
         return self._ok(aspp.SetXon())
 
-    def command(self, request: aspp.Request, reply_code: int | None = None,
-                timeout: float | None = None) -> Deferred[aspp.Reply]:
+    def command(
+        self, request: aspp.Request, reply_code: int | None = None, timeout: float | None = None
+    ) -> Deferred[aspp.Reply]:
         """Send any request and fire with its reply (the code defaults to the request's)."""
         return self._command_one(request, reply_code, timeout)
 
@@ -585,14 +656,19 @@ class RealComClient:
         clock = self._reactor
         deadline = clock.seconds() + self.closing_wait
         # Like the driver's wait for its own buffer to reach the daemon.
-        while self._data is not None and _unsent(self._data.transport) and clock.seconds() < deadline:
+        while (
+            self._data is not None and _unsent(self._data.transport) and clock.seconds() < deadline
+        ):
             await _sleep(clock, DRAIN_INTERVAL)
         zeros = 0
         while self.connected:
             remaining = deadline - clock.seconds()
             if remaining <= 0:
-                self._log.warn("{client}: output not drained after {s} s; closing anyway", client=self,
-                               s=self.closing_wait)
+                self._log.warn(
+                    "{client}: output not drained after {s} s; closing anyway",
+                    client=self,
+                    s=self.closing_wait,
+                )
                 return
             try:
                 count = await self.wait_output_queue(max(1, int(remaining * 1000)))
@@ -656,8 +732,9 @@ class RealComClient:
                 raise NotConnected("closed during recovery")
             requests = self.settings.requests(self.dtr, self.rts)
             requests += [aspp.TxFifo(self.fifo), aspp.LineControl(self.dtr, self.rts)]
-            replies = await self._submit(b"".join(aspp.encode_request(r) for r in requests),
-                                         [r.code for r in requests])
+            replies = await self._submit(
+                b"".join(aspp.encode_request(r) for r in requests), [r.code for r in requests]
+            )
         except BaseException:
             await self._drop()
             if self.state == "recovering":
@@ -679,8 +756,12 @@ class RealComClient:
         def failed(f: Failure) -> None:
             if not self._wanted:
                 return
-            self._log.info("{client}: reconnect failed ({error}); retrying in {s} s", client=self,
-                           error=f.getErrorMessage(), s=RECONNECT_DELAY)
+            self._log.info(
+                "{client}: reconnect failed ({error}); retrying in {s} s",
+                client=self,
+                error=f.getErrorMessage(),
+                s=RECONNECT_DELAY,
+            )
             self.state = "recovering"  # keep recovering until close()
             self._retry = self._reactor.callLater(RECONNECT_DELAY, self._auto_recover)
 
@@ -711,17 +792,22 @@ class RealComClient:
             raise CommandFailed(f"expected a queue count, got {reply!r}")
         return reply.count
 
-    def _command_one(self, request: aspp.Request, reply_code: int | None = None,
-                     timeout: float | None = None) -> Deferred[aspp.Reply]:
+    def _command_one(
+        self, request: aspp.Request, reply_code: int | None = None, timeout: float | None = None
+    ) -> Deferred[aspp.Reply]:
         code = request.code if reply_code is None else reply_code
-        return self._submit(aspp.encode_request(request), [code], timeout).addCallback(lambda r: r[0])
+        return self._submit(aspp.encode_request(request), [code], timeout).addCallback(
+            lambda r: r[0]
+        )
 
-    def _submit(self, frames: bytes, codes: list[int],
-                timeout: float | None = None) -> Deferred[list[aspp.Reply]]:
+    def _submit(
+        self, frames: bytes, codes: list[int], timeout: float | None = None
+    ) -> Deferred[list[aspp.Reply]]:
         if self._command is None:
             return fail(NotConnected(f"{self!r}: the command connection is down"))
-        pending = _Pending(frames, codes, self.command_timeout if timeout is None else timeout,
-                           Deferred())
+        pending = _Pending(
+            frames, codes, self.command_timeout if timeout is None else timeout, Deferred()
+        )
         self._queue.append(pending)
         self._next()
         return pending.deferred
@@ -737,10 +823,18 @@ class RealComClient:
         pending.timer = None
         if self._current is pending:
             self._current = None
-        self._log.warn("{client}: no reply to 0x{code:02X} within {s} s", client=self,
-                       code=pending.codes[len(pending.replies)], s=pending.timeout)
-        pending.deferred.errback(CommandTimeout(
-            f"no reply to 0x{pending.codes[len(pending.replies)]:02X} within {pending.timeout} s"))
+        self._log.warn(
+            "{client}: no reply to 0x{code:02X} within {s} s",
+            client=self,
+            code=pending.codes[len(pending.replies)],
+            s=pending.timeout,
+        )
+        pending.deferred.errback(
+            CommandTimeout(
+                f"no reply to 0x{pending.codes[len(pending.replies)]:02X} "
+                f"within {pending.timeout} s"
+            )
+        )
         self._next()
 
     def _command_data(self, proto: _CommandProtocol, data: bytes) -> None:
@@ -749,7 +843,7 @@ class RealComClient:
         for reply in self._parser.feed(data):
             try:
                 self._reply(reply)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a bad reply must not break the connection
                 self._log.failure("{client}: error handling {reply!r}", client=self, reply=reply)
 
     def _reply(self, reply: aspp.Reply) -> None:
@@ -767,7 +861,9 @@ class RealComClient:
             return
         pending = self._current
         if pending is None or reply.code != pending.codes[len(pending.replies)]:
-            self._log.warn("{client}: unexpected reply {reply!r}; ignored", client=self, reply=reply)
+            self._log.warn(
+                "{client}: unexpected reply {reply!r}; ignored", client=self, reply=reply
+            )
             return
         pending.replies.append(reply)
         if len(pending.replies) < len(pending.codes):
@@ -780,7 +876,9 @@ class RealComClient:
         self._next()
 
     def _set_modem(self, reply: aspp.LineStatusReply) -> ModemState:
-        self.modem = attrs.evolve(self.modem, dsr=bool(reply.dsr), cts=bool(reply.cts), dcd=bool(reply.dcd))
+        self.modem = attrs.evolve(
+            self.modem, dsr=bool(reply.dsr), cts=bool(reply.cts), dcd=bool(reply.dcd)
+        )
         return self.modem
 
     def _serial_data(self, proto: _DataProtocol, data: bytes) -> None:
@@ -789,7 +887,7 @@ class RealComClient:
         if self.on_data is not None:
             try:
                 self.on_data(data)
-            except Exception:
+            except Exception:  # noqa: BLE001 - the user's callback
                 self._log.failure("{client}: on_data failed", client=self)
         else:
             self.received.put(data)
@@ -818,8 +916,11 @@ class RealComClient:
         for d in waiters:
             d.callback(None)
         if self.state == "open":
-            self._log.warn("{client}: connection lost ({reason})", client=self,
-                           reason=reason.getErrorMessage())
+            self._log.warn(
+                "{client}: connection lost ({reason})",
+                client=self,
+                reason=reason.getErrorMessage(),
+            )
             self.state = "closed"
             if self.auto_reconnect and self._wanted:
                 self.state = "recovering"
@@ -828,11 +929,25 @@ class RealComClient:
                 self.on_lost(reason)
 
 
-def connect(reactor: IReactorTCP, host: str, data_port: int = 950, command_port: int = 966, *,
-            baudrate: int = 9600, bytesize: int = 8, parity: str = "N", stopbits: float = 1,
-            rtscts: bool = False, xonxoff: bool = False, ixon: bool | None = None,
-            ixoff: bool | None = None, dtr: bool = True, rts: bool = True, tls: bool = False,
-            **options: Any) -> Deferred[RealComClient]:
+def connect(
+    reactor: IReactorTCP,
+    host: str,
+    data_port: int = 950,
+    command_port: int = 966,
+    *,
+    baudrate: int = 9600,
+    bytesize: int = 8,
+    parity: str = "N",
+    stopbits: float = 1,
+    rtscts: bool = False,
+    xonxoff: bool = False,
+    ixon: bool | None = None,
+    ixoff: bool | None = None,
+    dtr: bool = True,
+    rts: bool = True,
+    tls: bool = False,
+    **options: Any,
+) -> Deferred[RealComClient]:
     """
     Open a Real COM port: fires with an open L{RealComClient}.  C{options}
     go to L{RealComClient} (C{command_timeout}, C{closing_wait}, C{fifo},
@@ -846,38 +961,34 @@ def connect(reactor: IReactorTCP, host: str, data_port: int = 950, command_port:
 # --- command line -------------------------------------------------------------------------
 
 
-def _options() -> Any:
-    from twisted.python import usage
+def _parser() -> Any:
+    import argparse
 
-    class Options(usage.Options):
-        synopsis = "HOST [options]"
-        longdesc = ("Open a Real COM port of an NPort (or nport-twisted) and bridge it to stdin/stdout. "
-                    "At end of input the port is drained and closed as MOXA's Linux driver does.")
-        optParameters = [
-            ["data-port", "d", 950, "Data TCP port (950 + port - 1).", int],
-            ["command-port", "c", 966, "Command TCP port (966 + port - 1).", int],
-            ["baud", "b", 9600, "Baud rate.", int],
-            ["bytesize", None, 8, "Data bits (5-8).", int],
-            ["parity", None, "N", "Parity: N, E, O, M, S."],
-            ["stopbits", None, 1.0, "Stop bits: 1, 1.5, 2.", float],
-        ]
-        optFlags = [
-            ["rtscts", None, "RTS/CTS flow control."],
-            ["xonxoff", None, "XON/XOFF flow control."],
-            ["tls", None, "Secure Real COM: TLS on the data connection (no verification)."],
-        ]
-
-        def parseArgs(self, host: str) -> None:
-            self["host"] = host
-
-        def postOptions(self) -> None:
-            try:
-                self["settings"] = line_settings(self["baud"], self["bytesize"], self["parity"],
-                                                 self["stopbits"], self["rtscts"], self["xonxoff"])
-            except (ValueError, TypeError) as e:
-                raise usage.UsageError(str(e)) from None
-
-    return Options()
+    parser = argparse.ArgumentParser(
+        prog="python -m nport_twisted.realcom_client",
+        description="Open a Real COM port of an NPort (or nport-twisted) and bridge it to "
+        "stdin/stdout. At end of input the port is drained and closed as MOXA's Linux "
+        "driver does.",
+    )
+    parser.add_argument("host", help="the NPort's address")
+    parser.add_argument(
+        "--data-port", type=int, default=950, help="data TCP port (950 + port - 1)"
+    )
+    parser.add_argument(
+        "--command-port", type=int, default=966, help="command TCP port (966 + port - 1)"
+    )
+    parser.add_argument("--baud", type=int, default=9600, help="baud rate (default 9600)")
+    parser.add_argument("--bytesize", type=int, default=8, choices=(5, 6, 7, 8), help="data bits")
+    parser.add_argument("--parity", default="N", choices=("N", "E", "O", "M", "S"), type=str.upper)
+    parser.add_argument("--stopbits", type=float, default=1, choices=(1, 1.5, 2))
+    parser.add_argument("--rtscts", action="store_true", help="RTS/CTS flow control")
+    parser.add_argument("--xonxoff", action="store_true", help="XON/XOFF flow control")
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="Secure Real COM: TLS on the data connection (no certificate verification)",
+    )
+    return parser
 
 
 def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
@@ -887,8 +998,10 @@ def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
 
     lost: Deferred[None] = Deferred()
     client = RealComClient(reactor, on_lost=lambda reason: lost.errback(reason))
-    yield client.open(config["host"], config["data-port"], config["command-port"], config["settings"],
-                      tls=config["tls"])
+    settings = line_settings(
+        config.baud, config.bytesize, config.parity, config.stopbits, config.rtscts, config.xonxoff
+    )
+    yield client.open(config.host, config.data_port, config.command_port, settings, tls=config.tls)
 
     @implementer(IHalfCloseableProtocol)
     class Stdio(Protocol):
@@ -905,12 +1018,12 @@ def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
         def writeConnectionLost(self) -> None:
             pass
 
-        def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        def connectionLost(self, reason: Failure = connectionDone) -> None:
             self.readConnectionLost()
 
     stdio = Stdio()
-    client.on_data = lambda data: stdio.transport.write(data)
-    StandardIO(stdio, reactor=reactor)
+    client.on_data = lambda data: stdio.transport.write(data)  # type: ignore[union-attr]
+    StandardIO(stdio, reactor=reactor)  # type: ignore[no-untyped-call]
     yield lost
 
 
@@ -919,14 +1032,8 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet.defer import inlineCallbacks
     from twisted.internet.task import react
     from twisted.logger import globalLogBeginner, textFileLogObserver
-    from twisted.python import usage
 
-    config = _options()
-    try:
-        config.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as e:
-        sys.stderr.write(f"{config}\n{sys.argv[0]}: {e}\n")
-        raise SystemExit(2) from None
+    config = _parser().parse_args(argv)
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     react(inlineCallbacks(_bridge), (config,))
 

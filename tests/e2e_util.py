@@ -24,7 +24,7 @@ from typing import Any
 from twisted.internet import abstract, fdesc
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
 import nport_twisted
@@ -53,8 +53,11 @@ def twistd_command() -> list[str]:
     script = os.path.join(os.path.dirname(sys.executable), "twistd")
     if os.access(script, os.X_OK):
         return [script]
-    return [sys.executable, "-c", "import sys; from twisted.scripts.twistd import run; "
-            "sys.argv[0] = 'twistd'; run()"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+    ]
 
 
 def _port_free(port: int, kind: int) -> bool:
@@ -66,8 +69,11 @@ def _port_free(port: int, kind: int) -> bool:
     return True
 
 
-def free_port_offset(tcp: Iterable[int] = SERVICE_TCP_PORTS, udp: Iterable[int] = SERVICE_UDP_PORTS,
-                     attempts: int = 200) -> int:
+def free_port_offset(
+    tcp: Iterable[int] = SERVICE_TCP_PORTS,
+    udp: Iterable[int] = SERVICE_UDP_PORTS,
+    attempts: int = 200,
+) -> int:
     """
     A --port-offset whose shifted ports are all free.  Offsets come from
     20000-27000, so every port stays below the Linux ephemeral range.
@@ -77,7 +83,8 @@ def free_port_offset(tcp: Iterable[int] = SERVICE_TCP_PORTS, udp: Iterable[int] 
     for _ in range(attempts):
         offset = rng.randrange(20000, 27000)
         if all(_port_free(offset + p, socket.SOCK_STREAM) for p in tcp) and all(
-                _port_free(offset + p, socket.SOCK_DGRAM) for p in udp):
+            _port_free(offset + p, socket.SOCK_DGRAM) for p in udp
+        ):
             return offset
     raise RuntimeError("no free port offset found")
 
@@ -136,7 +143,7 @@ class Collector:
             d.callback(bytes(self.data))
 
     def wait_bytes(self, count: int, reactor: Any, timeout: float) -> Deferred[bytes]:
-        """Fire with everything received once at least C{count} bytes arrived; time out after C{timeout}."""
+        """Fire with all received once C{count} bytes arrived; fail after C{timeout} s."""
         if len(self.data) >= count:
             d: Deferred[bytes] = Deferred()
             d.callback(bytes(self.data))
@@ -147,13 +154,15 @@ class Collector:
         def timed_out(f: Failure) -> Failure:
             self._waiters = [(n, w) for n, w in self._waiters if w is not d]
             f.trap(Exception)
-            raise AssertionError(f"only {len(self.data)} of {count} bytes arrived within {timeout} s")
+            raise AssertionError(
+                f"only {len(self.data)} of {count} bytes arrived within {timeout} s"
+            )
 
         return d.addTimeout(timeout, reactor).addErrback(timed_out)
 
 
 class PtyMaster(abstract.FileDescriptor, Collector):
-    """The master side of a pty in the reactor: collects what the service writes, sends what we write."""
+    """A pty master in the reactor: collects what the service writes, sends what we write."""
 
     def __init__(self, fd: int, reactor: Any) -> None:
         abstract.FileDescriptor.__init__(self, reactor)
@@ -193,17 +202,24 @@ class TcpCollector(Protocol, Collector):
     def dataReceived(self, data: bytes) -> None:
         self._got(data)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.closed.callback(None)
 
 
 def tcp_connect(reactor: Any, port: int, timeout: float = 5.0) -> Deferred[TcpCollector]:
     """Connect a L{TcpCollector} to C{port} on loopback."""
-    return connectProtocol(TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=timeout), TcpCollector())
+    return connectProtocol(
+        TCP4ClientEndpoint(reactor, LOOPBACK, port, timeout=timeout), TcpCollector()
+    )
 
 
-def poll_until(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05,
-               what: str = "condition", reactor: Any = None) -> Deferred[None]:
+def poll_until(
+    predicate: Callable[[], bool],
+    timeout: float = 10.0,
+    interval: float = 0.05,
+    what: str = "condition",
+    reactor: Any = None,
+) -> Deferred[None]:
     """
     Check C{predicate} every C{interval} s until true (fires) or C{timeout}
     passes (fails naming C{what}).  Readiness polling, not synchronisation.
@@ -261,17 +277,37 @@ class Service:
         return env
 
     def command(self) -> list[str]:
-        return [*twistd_command(), "-n", "--pidfile=", f"--logfile={self.logfile}", "nport", *self.args]
+        return [
+            *twistd_command(),
+            "-n",
+            "--pidfile=",
+            f"--logfile={self.logfile}",
+            "nport",
+            *self.args,
+        ]
 
     def start(self) -> None:
         with open(self.outfile, "wb") as out:
-            self.process = subprocess.Popen(self.command(), cwd=self.directory, env=self.env(),
-                                            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            self.process = subprocess.Popen(
+                self.command(),
+                cwd=self.directory,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def run_to_exit(self, timeout: float = 30.0) -> tuple[int, str]:
         """Run until the process exits by itself; return (exit code, stdout + stderr + log)."""
-        proc = subprocess.run(self.command(), cwd=self.directory, env=self.env(), stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+        proc = subprocess.run(  # noqa: PLW1510 - the exit code is the result
+            self.command(),
+            cwd=self.directory,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+        )
         return proc.returncode, proc.stdout.decode("utf-8", "replace") + self.log()
 
     @property
@@ -298,8 +334,10 @@ class Service:
 
         def ready() -> bool:
             if not self.alive():
-                raise AssertionError(f"the service exited ({self.process and self.process.returncode}):\n"
-                                     f"{self.log()}")
+                raise AssertionError(
+                    f"the service exited ({self.process and self.process.returncode}):\n"
+                    f"{self.log()}"
+                )
             return all(tcp_listening(p) for p in ports)
 
         return poll_until(ready, timeout, what=f"the service to listen on {ports}")
@@ -328,6 +366,8 @@ class Service:
 
     def problems(self) -> list[str]:
         """Log lines that show a server bug (tracebacks, unhandled errors)."""
-        return [line for line in self.log().splitlines()
-                if "Traceback" in line or "Unhandled" in line or "[-] Error" in line]
-
+        return [
+            line
+            for line in self.log().splitlines()
+            if "Traceback" in line or "Unhandled" in line or "[-] Error" in line
+        ]

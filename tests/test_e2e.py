@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import termios
 from typing import Any
 
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
@@ -61,15 +62,17 @@ class _ServiceTestCase(TestCase):
     async def start_service(self, *args: str, ports: tuple[int, ...]) -> Service:
         """Run the service on a free offset; fire once C{ports} (unshifted) listen."""
         self.offset = free_port_offset()
-        service = Service(self.dir, ["--interface", LOOPBACK, "--port-offset", str(self.offset), *args])
+        service = Service(
+            self.dir, ["--interface", LOOPBACK, "--port-offset", str(self.offset), *args]
+        )
         service.start()
         self.addCleanup(self._check_and_stop, service)
         await service.wait_listening(p + self.offset for p in ports)
         return service
 
     def _check_and_stop(self, service: Service) -> None:
-        problems = service.problems()
         service.stop()
+        problems = service.problems()  # including any from the shutdown
         if problems:
             self.fail("the service logged errors:\n" + service.log())
 
@@ -108,7 +111,9 @@ class TcpServerTests(_ServiceTestCase):
         """64 KiB of random bytes go from a TCP client to the pty and 64 KiB back, exactly."""
         self.need_ptys()
         pty = self.make_pty()
-        service = await self.start_service("--mode", "tcp-server", "--ports", pty.path, ports=(4001,))
+        service = await self.start_service(
+            "--mode", "tcp-server", "--ports", pty.path, ports=(4001,)
+        )
         await service.wait_device_open(pty.path)
         master = pty.attach(self.reactor)
         client = await self.tcp(4001)
@@ -133,19 +138,22 @@ class TcpServerTests(_ServiceTestCase):
         master = pty.attach(self.reactor)
         clients = [await self.tcp(4001) for _ in range(4)]
         per_client = 4096
-        # Client i sends only bytes congruent to i mod 4, so its stream can be picked out of the mix.
+        # Client i sends only bytes congruent to i mod 4: its stream can be picked out of the mix.
         streams = [bytes((4 * k + i) % 256 for k in range(per_client)) for i in range(4)]
         for client, stream in zip(clients, streams):
             for n in range(0, per_client, 512):
-                client.transport.write(stream[n:n + 512])
+                client.transport.write(stream[n : n + 512])
         got = await master.wait_bytes(4 * per_client, self.reactor, DATA_TIMEOUT)
         self.assertEqual(len(got), 4 * per_client)
         for i, stream in enumerate(streams):
             self.assertEqual(bytes(b for b in got if b % 4 == i), stream, f"client {i}")
         down = os.urandom(16 * 1024)
         master.write(down)
-        results = await DeferredList([c.wait_bytes(len(down), self.reactor, DATA_TIMEOUT) for c in clients],
-                                     fireOnOneErrback=True, consumeErrors=True)
+        results = await DeferredList(
+            [c.wait_bytes(len(down), self.reactor, DATA_TIMEOUT) for c in clients],
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        )
         for i, (_, data) in enumerate(results):
             self.assertEqual(data, down, f"client {i}")
         fifth = await self.tcp(4001)
@@ -154,7 +162,7 @@ class TcpServerTests(_ServiceTestCase):
         self.assertFalse(any(c.closed.called for c in clients))
 
     async def test_device_reappears(self) -> None:
-        """A device path that vanishes and comes back (another pty) is reopened; the client keeps going."""
+        """A device path that vanishes and comes back (another pty) is reopened; clients stay."""
         self.need_ptys()
         link = os.path.join(self.dir, "ttyNP0")
         a = self.make_pty()
@@ -170,7 +178,9 @@ class TcpServerTests(_ServiceTestCase):
         os.unlink(link)
         b = self.make_pty()
         os.symlink(b.path, link)
-        await service.wait_device_open(b.path, timeout=15)  # the channel retries with backoff <= 5 s
+        await service.wait_device_open(
+            b.path, timeout=15
+        )  # the channel retries with backoff <= 5 s
         master_b = b.attach(self.reactor)
         # Host -> device first: once it arrives the service has finished opening (and flushing) b.
         client.transport.write(b"after")
@@ -184,13 +194,16 @@ class RealComTests(_ServiceTestCase):
     """Real COM mode through the real service, driven by RealComClient."""
 
     async def test_open_move_close(self) -> None:
-        """Open at 9600 8N1, move 64 KiB of random bytes each way exactly, close with drain and flush."""
+        """Open at 9600 8N1, move 64 KiB of random bytes each way exactly, close (drain, flush)."""
         self.need_ptys()
         pty = self.make_pty()
-        service = await self.start_service("--mode", "realcom", "--ports", pty.path, ports=(950, 966))
+        service = await self.start_service(
+            "--mode", "realcom", "--ports", pty.path, ports=(950, 966)
+        )
         master = pty.attach(self.reactor)
         client = await self.within(self.realcom(baudrate=9600))
         self.assertTrue(has_open_file(service.pid, pty.path))  # opened with the data connection
+        self.assertEqual(termios.tcgetattr(pty.slave)[5], termios.B9600)  # PORT_INIT applied
         up, down = os.urandom(SIZE), os.urandom(SIZE)
         client.write(up)
         master.write(down)
@@ -198,14 +211,22 @@ class RealComTests(_ServiceTestCase):
         self.assertEqual(await self.within(client.read_exactly(SIZE)), down)
         drain: list[int] = []
         wait = client.wait_output_queue
-        client.wait_output_queue = lambda timeout_ms=100: wait(timeout_ms).addCallback(  # type: ignore
-            lambda n: (drain.append(n), n)[1])
+
+        def recording_wait(timeout_ms: int = 100) -> Deferred[int]:
+            return wait(timeout_ms).addCallback(lambda n: (drain.append(n), n)[1])
+
+        client.wait_output_queue = recording_wait  # type: ignore[method-assign]
+        await self.within(client.set_line(19200))  # tcsetattr: PORT_INIT again
+        self.assertEqual(termios.tcgetattr(pty.slave)[5], termios.B19200)
         await self.within(client.close(), 10)
         self.assertEqual(client.state, "closed")
         self.assertEqual(drain[-3:], [0, 0, 0])
         # The last data connection gone, the service closes the device.
-        await poll_until(lambda: not has_open_file(service.pid, pty.path), 10,
-                         what="the service to close the device")
+        await poll_until(
+            lambda: not has_open_file(service.pid, pty.path),
+            10,
+            what="the service to close the device",
+        )
 
     async def test_secure_realcom(self) -> None:
         """Secure Real COM: TLS on the data connection, no certificate verification."""
@@ -229,7 +250,9 @@ class UsageTests(_ServiceTestCase):
     def test_bad_config(self) -> None:
         """An invalid value in the settings file names the key and the value."""
         config = self.write_config("[port1.operating]\nmode = tcp-server\nmax_connection = 9\n")
-        service = Service(self.dir, ["--config", config, "--ports", os.path.join(self.dir, "nodev")])
+        service = Service(
+            self.dir, ["--config", config, "--ports", os.path.join(self.dir, "nodev")]
+        )
         code, output = service.run_to_exit()
         self.assertNotEqual(code, 0)
         self.assertRegex(output, r"max_connection = '?9'?")
@@ -237,7 +260,9 @@ class UsageTests(_ServiceTestCase):
 
     def test_unimplemented_mode(self) -> None:
         """--mode rfc2217 (not implemented yet) is a usage error naming the mode."""
-        service = Service(self.dir, ["--mode", "rfc2217", "--ports", os.path.join(self.dir, "nodev")])
+        service = Service(
+            self.dir, ["--mode", "rfc2217", "--ports", os.path.join(self.dir, "nodev")]
+        )
         code, output = service.run_to_exit()
         self.assertNotEqual(code, 0)
         self.assertTrue(re.search(r"rfc2217 is not implemented", output), output)

@@ -30,6 +30,7 @@ from nport_twisted.realcom_client import (
     NotConnected,
     Notification,
     RealComClient,
+    _parser,
     connect,
     line_settings,
 )
@@ -38,6 +39,7 @@ from nport_twisted.settings import AccessibleIPSettings, OperatingSettings, Seri
 from nport_twisted.testing import FakeSerialDevice
 
 DATA_PORT = 950
+_ALL_ON = ModemLines(cts=True, dsr=True, dcd=True)
 COMMAND_PORT = 966
 
 
@@ -64,17 +66,31 @@ class _Factory(Factory):
 class _Harness:
     """A Real COM server front-end and a reactor connecting clients to it in memory."""
 
-    def __init__(self, max_connection: int = 1, lines: ModemLines | None = ModemLines(cts=True, dsr=True,
-                                                                                         dcd=True)) -> None:
+    def __init__(
+        self,
+        max_connection: int = 1,
+        lines: ModemLines | None = _ALL_ON,
+    ) -> None:
         self.reactor = MemoryReactorClock()
         self.device = FakeSerialDevice(lines=lines)
-        self.channel = SerialChannel(0, self.device.path, SerialSettings(), self.reactor, self.device.opener,
-                                     keep_open=False)
+        self.channel = SerialChannel(
+            0,
+            self.device.path,
+            SerialSettings(),
+            self.reactor,
+            self.device.opener,
+            keep_open=False,
+        )
         self.channel.startService()
-        ctx = PortContext(index=0, channel=self.channel,
-                          operating=OperatingSettings(max_connection=max_connection),
-                          reactor=self.reactor, endpoint=lambda proto, port: f"{proto}:{port}",
-                          net=NetTable(), accessible=AccessibleIPSettings)
+        ctx = PortContext(
+            index=0,
+            channel=self.channel,
+            operating=OperatingSettings(max_connection=max_connection),
+            reactor=self.reactor,
+            endpoint=lambda proto, port: f"{proto}:{port}",
+            net=NetTable(),
+            accessible=AccessibleIPSettings,
+        )
         self.port = RealComPort(ctx)
         self.commands: list[list[bytes]] = []  # per command connection, the chunks received
         self.reactor.listenTCP(DATA_PORT, _Factory(lambda: DataProtocol(self.port)))
@@ -139,12 +155,14 @@ class OpenTests(SynchronousTestCase):
         self.successResultOf(d)
 
     def test_linux_default_open_bytes(self) -> None:
-        """The first Linux open (9600 8N1, DTR RTS, IXON) sends exactly PORT_INIT, XONXOFF, TX_FIFO."""
+        """The first Linux open (9600 8N1, DTR, RTS, IXON): exactly PORT_INIT, XONXOFF, TX_FIFO."""
         h = _Harness()
         d = RealComClient(h.reactor).open("127.0.0.1", DATA_PORT, COMMAND_PORT, LINUX_DEFAULT)
         h.run(d)
         client = self.successResultOf(d)
-        self.assertEqual(h.sent(), bytes.fromhex("2C 08 06 03 01 01 00 00 01 00" "18 02 11 13" "30 01 10"))
+        self.assertEqual(
+            h.sent(), bytes.fromhex("2C 08 06 03 01 01 00 00 01 0018 02 11 1330 01 10")
+        )
         self.assertEqual(client.state, "open")
         self.assertEqual(client.modem, ModemState(dsr=True, cts=True, dcd=True))
         self.assertEqual(h.device.control.dtr, True)  # type: ignore[union-attr]
@@ -154,27 +172,40 @@ class OpenTests(SynchronousTestCase):
         """A raw 115200 8N1 open sends PORT_INIT without XONXOFF, then TX_FIFO."""
         h = _Harness()
         h.open(baudrate=115200)
-        self.assertEqual(h.sent(), bytes.fromhex("2C 08 0A 03 01 01 00 00 00 00" "30 01 10"))
+        self.assertEqual(h.sent(), bytes.fromhex("2C 08 0A 03 01 01 00 00 00 0030 01 10"))
         self.assertEqual(h.device.in_force.baudrate, 115200)
 
     def test_mode_and_flow_bytes(self) -> None:
-        """7E2 with RTS/CTS and both XON/XOFF directions, DTR off: the mode and flag bytes of §4."""
+        """7E2, RTS/CTS, XON/XOFF both ways, DTR off: the mode and flag bytes of §4."""
         h = _Harness()
-        h.open(baudrate=19200, bytesize=7, parity="E", stopbits=2, rtscts=True, xonxoff=True, dtr=False)
-        self.assertEqual(h.sent(), bytes.fromhex("2C 08 07 0E 00 01 01 01 01 01" "18 02 11 13" "30 01 10"))
+        h.open(
+            baudrate=19200,
+            bytesize=7,
+            parity="E",
+            stopbits=2,
+            rtscts=True,
+            xonxoff=True,
+            dtr=False,
+        )
+        self.assertEqual(
+            h.sent(), bytes.fromhex("2C 08 07 0E 00 01 01 01 01 0118 02 11 1330 01 10")
+        )
 
     def test_custom_baud(self) -> None:
         """A rate outside the table goes as index 0xFF followed by SETBAUD (LE32)."""
         h = _Harness()
         h.open(baudrate=250000)
-        self.assertEqual(h.sent(), bytes.fromhex("2C 08 FF 03 01 01 00 00 00 00" "17 04 90 D0 03 00"
-                                                 "30 01 10"))
+        self.assertEqual(
+            h.sent(), bytes.fromhex("2C 08 FF 03 01 01 00 00 00 0017 04 90 D0 03 0030 01 10")
+        )
         self.assertEqual(h.device.in_force.baudrate, 250000)
 
     def test_b0_has_no_setbaud(self) -> None:
         """B0 is index 0xFF with no SETBAUD."""
-        self.assertEqual(LineSettings(baudrate=0).requests(True, True),
-                         [LineSettings(baudrate=0).port_init(True, True)])
+        self.assertEqual(
+            LineSettings(baudrate=0).requests(True, True),
+            [LineSettings(baudrate=0).port_init(True, True)],
+        )
         self.assertEqual(LineSettings(baudrate=0).port_init(True, True).baud_index, 0xFF)
 
     def test_fifo_disabled(self) -> None:
@@ -184,7 +215,7 @@ class OpenTests(SynchronousTestCase):
         self.assertTrue(h.sent().endswith(bytes.fromhex("30 01 01")))
 
     def test_baud_rejected_fails_open(self) -> None:
-        """A device refusing the speed answers 2C 03 FF FF FF: the open fails and both connections close."""
+        """A refused speed (2C 03 FF FF FF) fails the open and closes both connections."""
         h = _Harness()
         h.device.refuse = {"baudrate"}
         d = connect(h.reactor, "127.0.0.1", DATA_PORT, COMMAND_PORT, baudrate=19200)
@@ -194,7 +225,7 @@ class OpenTests(SynchronousTestCase):
         self.assertEqual(h.port.slots, [None])
 
     def test_timeout(self) -> None:
-        """A device that never replies fails the open after the 10 s command timeout, on the clock."""
+        """A device that never replies fails the open after the 10 s command timeout."""
         h = _Harness()
         h.reactor.tcpServers.clear()
         h.reactor.listenTCP(COMMAND_PORT, Factory.forProtocol(Protocol))
@@ -239,7 +270,7 @@ class CommandTests(SynchronousTestCase):
     def test_set_line(self) -> None:
         """set_line repeats PORT_INIT (+ XONXOFF) like tcsetattr, never TX_FIFO."""
         state = self._result(self.client.set_line(57600, xonxoff=True))
-        self.assertEqual(self.h.sent(), bytes.fromhex("2C 08 09 03 01 01 00 00 01 01" "18 02 11 13"))
+        self.assertEqual(self.h.sent(), bytes.fromhex("2C 08 09 03 01 01 00 00 01 0118 02 11 13"))
         self.assertEqual(state, ModemState(dsr=True, cts=True, dcd=True))
         self.assertEqual(self.client.settings, line_settings(57600, xonxoff=True))
         self.assertEqual(self.h.device.in_force.baudrate, 57600)
@@ -360,19 +391,32 @@ class UnsolicitedTests(SynchronousTestCase):
         self.assertTrue(note.modem_changed)
         self.assertEqual(note.state, ModemState(cts=True, dcd=True))
         self.assertEqual(note.changed, frozenset({"cts", "dcd"}))
-        self.assertFalse(note.parity_error or note.framing_error or note.overrun or note.break_received)
+        self.assertFalse(
+            note.parity_error or note.framing_error or note.overrun or note.break_received
+        )
         self.assertEqual(note.hold & aspp.HOLD_NEW_VERSION, aspp.HOLD_NEW_VERSION)
         self.assertEqual(self.client.modem, ModemState(cts=True, dcd=True))
 
     def test_notify_events(self) -> None:
         """The events byte decodes into error flags."""
-        note = Notification.decode(aspp.NotifyMessage(aspp.EVENT_PARITY | aspp.EVENT_BREAK
-                                                      | aspp.EVENT_SW_OVERRUN, 0, 0x80))
-        self.assertEqual((note.parity_error, note.framing_error, note.overrun, note.break_received,
-                          note.modem_changed), (True, False, True, True, False))
+        note = Notification.decode(
+            aspp.NotifyMessage(
+                aspp.EVENT_PARITY | aspp.EVENT_BREAK | aspp.EVENT_SW_OVERRUN, 0, 0x80
+            )
+        )
+        self.assertEqual(
+            (
+                note.parity_error,
+                note.framing_error,
+                note.overrun,
+                note.break_received,
+                note.modem_changed,
+            ),
+            (True, False, True, True, False),
+        )
 
     def test_polling_answered(self) -> None:
-        """After 40 s idle the device probes; the client answers 28 01 id at once and stays connected."""
+        """After 40 s idle the device probes; the client answers 28 01 id at once and stays."""
         self.h.reactor.advance(40)
         self.h.flush()
         self.assertEqual(self.h.sent(), bytes.fromhex("28 01 01"))
@@ -395,7 +439,7 @@ class UnsolicitedTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(d), 0)
 
     def test_unanswered_polls_drop(self) -> None:
-        """Without the client's answers the server would drop the pair (control for the test above)."""
+        """Without the client's answers the server drops the pair (control for the test above)."""
         self.client._reply = lambda reply: None  # type: ignore[method-assign]
         lost: list[Failure] = []
         self.client.on_lost = lost.append
@@ -410,7 +454,7 @@ class CloseTests(SynchronousTestCase):
     """The driver's close (realcom.md §3.3)."""
 
     def test_close_drains_then_flushes(self) -> None:
-        """close(): WAIT_OQUEUE until 3 zero replies 10 ms apart, FLUSH 2, then both connections close."""
+        """close(): WAIT_OQUEUE until 3 zeros 10 ms apart, FLUSH 2, then both connections close."""
         h = _Harness()
         client = h.open()
         h.commands[-1].clear()
@@ -424,10 +468,12 @@ class CloseTests(SynchronousTestCase):
         h.device.output_queue = 0
         h.run(d)
         self.successResultOf(d)
-        frames = [h.sent()[i:i + 6] for i in range(0, 18, 6)]
+        frames = [h.sent()[i : i + 6] for i in range(0, 18, 6)]
         for frame in frames:
             self.assertEqual(frame[:2], bytes.fromhex("2F 04"))
-            self.assertGreater(int.from_bytes(frame[2:], "little"), 29000)  # the closing wait left, in ms
+            self.assertGreater(
+                int.from_bytes(frame[2:], "little"), 29000
+            )  # the closing wait left, in ms
         self.assertEqual(h.sent()[18:], bytes.fromhex("14 01 02"))
         self.assertEqual(client.state, "closed")
         self.assertFalse(client.connected)
@@ -494,7 +540,7 @@ class LossTests(SynchronousTestCase):
     """Connection loss and reconnect recovery (realcom.md §3.4, §3.5)."""
 
     def test_either_loss_closes_pair(self) -> None:
-        """The server closing the data connection closes the command connection too; on_lost is told."""
+        """The server closing the data connection closes the command one too; on_lost is told."""
         h = _Harness()
         lost: list[Failure] = []
         client = h.open(on_lost=lost.append)
@@ -511,7 +557,7 @@ class LossTests(SynchronousTestCase):
         self.failureResultOf(client.line_status(), NotConnected)
 
     def test_recovery_batch(self) -> None:
-        """With auto_reconnect a lost port comes back with the one-write recovery batch of §3.5."""
+        """With auto_reconnect a lost port comes back with the one-write batch of §3.5."""
         h = _Harness()
         client = h.open(baudrate=115200, auto_reconnect=True)
         h.port.slots[0].command.transport.loseConnection()  # type: ignore[union-attr]
@@ -520,7 +566,9 @@ class LossTests(SynchronousTestCase):
         h.flush()
         self.assertEqual(client.state, "open")
         self.assertEqual(len(h.commands), 2)
-        self.assertEqual(h.commands[1], [bytes.fromhex("2C 08 0A 03 01 01 00 00 00 00 30 01 10 12 02 01 01")])
+        self.assertEqual(
+            h.commands[1], [bytes.fromhex("2C 08 0A 03 01 01 00 00 00 00 30 01 10 12 02 01 01")]
+        )
         client.write(b"again")
         h.flush()
         self.assertTrue(h.device.written.endswith(b"again"))
@@ -532,8 +580,14 @@ class LossTests(SynchronousTestCase):
         d = client.recover()
         h.run(d)
         self.successResultOf(d)
-        self.assertEqual(h.commands[-1], [bytes.fromhex("2C 08 FF 03 01 01 00 00 01 00" "17 04 90 D0 03 00"
-                                                        "18 02 11 13" "30 01 10" "12 02 01 01")])
+        self.assertEqual(
+            h.commands[-1],
+            [
+                bytes.fromhex(
+                    "2C 08 FF 03 01 01 00 00 01 0017 04 90 D0 03 0018 02 11 1330 01 1012 02 01 01"
+                )
+            ],
+        )
 
     def test_recovery_retries(self) -> None:
         """A failed reconnect is retried after a second until it succeeds; close() stops it."""
@@ -556,3 +610,49 @@ class LossTests(SynchronousTestCase):
         h.run(d)
         self.successResultOf(d)
         self.assertEqual(client.state, "closed")
+
+
+class CommandLineTests(SynchronousTestCase):
+    """The ``python -m nport_twisted.realcom_client`` arguments."""
+
+    def test_options_after_host(self) -> None:
+        """Options may follow the host, as in the documented usage."""
+        args = _parser().parse_args(
+            [
+                "10.0.0.5",
+                "--data-port",
+                "951",
+                "--command-port",
+                "967",
+                "--baud",
+                "250000",
+                "--parity",
+                "e",
+                "--xonxoff",
+            ]
+        )
+        self.assertEqual((args.host, args.data_port, args.command_port), ("10.0.0.5", 951, 967))
+        self.assertEqual(
+            line_settings(
+                args.baud, args.bytesize, args.parity, args.stopbits, args.rtscts, args.xonxoff
+            ),
+            LineSettings(250000, 8, "E", 1, False, True, True),
+        )
+
+    def test_defaults(self) -> None:
+        """Without options: ports 950/966 at 9600 8N1, no flow control."""
+        args = _parser().parse_args(["nport"])
+        self.assertEqual(
+            (
+                args.data_port,
+                args.command_port,
+                args.baud,
+                args.bytesize,
+                args.parity,
+                args.stopbits,
+                args.rtscts,
+                args.xonxoff,
+                args.tls,
+            ),
+            (950, 966, 9600, 8, "N", 1, False, False, False),
+        )
