@@ -370,6 +370,13 @@ class SerialChannel(service.Service):
         self._override = settings
         return self._apply_live(settings)
 
+    def clear_override(self) -> SerialSettings:
+        """End a host's session settings now: the configured settings return."""
+        if self._override is None:
+            return self.actual_settings or self.settings
+        self._override = None
+        return self._apply_live(self.settings)
+
     def _apply_live(self, settings: SerialSettings) -> SerialSettings:
         if self._handle is not None:
             self.actual_settings = self._apply_settings(self._handle.control, settings)

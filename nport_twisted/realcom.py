@@ -836,6 +836,9 @@ class TcpServerCommandPort(RealComPort):
         self.channel.detach(pair)
         if self.slots[pair.slot] is pair:
             self.slots[pair.slot] = None
+        if not any(self.slots):
+            # The device stays open in TCP Server mode: end the host's settings here.
+            self.channel.clear_override()
 
 
 def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None = None) -> ListenerService:

@@ -273,6 +273,15 @@ class CommandPortTests(SynchronousTestCase):
         proto.dataReceived(bytes.fromhex("2F 04 E8 03 00 00"))
         self.assertEqual(transport.value(), bytes.fromhex("2F 02 00 00"))
 
+    def test_host_settings_end_with_command_connection(self) -> None:
+        """When the last command connection closes, the configured serial settings return."""
+        h = Harness(self)
+        proto, _ = self._command(h)
+        proto.dataReceived(bytes.fromhex("2C 08 06 03 01 01 00 00 00 00"))
+        self.assertEqual(h.device.in_force.baudrate, 9600)
+        proto.connectionLost()
+        self.assertEqual(h.device.in_force.baudrate, 115200)
+
     def test_command_lost_detaches(self) -> None:
         """Closing the command connection detaches it from the channel; the device stays open."""
         h = Harness(self)
