@@ -31,6 +31,7 @@ from typing import Any, Callable
 import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
@@ -335,8 +336,10 @@ class SerialChannel(service.Service):
             self._log.info("{channel}: closed {device}", channel=self.name, device=self.device)
             closing.callback(None)
         else:
+            # A hang-up (pty master closed, adapter gone) arrives as a "clean" close.
+            why = "hang-up" if reason.check(ConnectionDone) else reason.getErrorMessage()
             self._log.warn("{channel}: {device} vanished ({reason}); reopening when it returns",
-                           channel=self.name, device=self.device, reason=reason.getErrorMessage())
+                           channel=self.name, device=self.device, reason=why)
             self._missing_logged = True
             self._schedule_retry()
         self._broadcast(lambda s: s.device_state_changed(False))

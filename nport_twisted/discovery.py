@@ -602,12 +602,13 @@ class DsciProtocol:
             return dsci.encode_time_server_reply(txid, devid, config.basic.time_server)
         if op in (dsci.OP_IP, dsci.OP_NETMASK, dsci.OP_GATEWAY, dsci.OP_NETWORK_CONFIG):
             local = self._local_address(peer, info)
-            ip = local.address if local is not None else ZERO_IP
-            mask = local.netmask if local is not None else ZERO_IP
+            addr: IPv4Address = local.address if local is not None else ZERO_IP
+            mask: IPv4Address = local.netmask if local is not None else ZERO_IP
             gateway = self._host.gateway_for(local)
             if op == dsci.OP_NETWORK_CONFIG:
-                return dsci.encode_network_config_reply(txid, devid, ip.packed, mask.packed, gateway.packed)
-            value = {dsci.OP_IP: ip, dsci.OP_NETMASK: mask, dsci.OP_GATEWAY: gateway}[op]
+                return dsci.encode_network_config_reply(txid, devid, addr.packed, mask.packed,
+                                                        gateway.packed)
+            value = {dsci.OP_IP: addr, dsci.OP_NETMASK: mask, dsci.OP_GATEWAY: gateway}[op]
             return dsci.encode_address_reply(op, txid, devid, value.packed)
         if op == dsci.OP_AUTO_REPORT:
             net = config.network
@@ -931,20 +932,21 @@ class CaptureProtocol(Protocol):
 
     def connectionMade(self) -> None:
         f = self.factory
+        transport: Any = self.transport
         try:
-            peer = self.transport.getPeer()
+            peer = transport.getPeer()
             self.peer = f"{peer.host}:{peer.port}"
             host = str(peer.host)
         except AttributeError:
             host = ""
         if not f.accessible().allows(host):
             self._log.info("TCP 4900: refused {peer} (accessible IP list)", peer=self.peer)
-            self.transport.abortConnection()
+            transport.abortConnection()
             return
         if len(f.connections) >= f.max_connections:
             self._log.info("TCP 4900: refused {peer} ({n} capture connections open)", peer=self.peer,
                            n=len(f.connections))
-            self.transport.abortConnection()
+            transport.abortConnection()
             return
         f.connections.add(self)
         self._net = f.net.add_connection(self.transport, None) if f.net is not None else None
@@ -965,7 +967,8 @@ class CaptureProtocol(Protocol):
     def _timed_out(self) -> None:
         self._idle = None
         self._record(f"idle for {self.factory.idle_timeout} s; closing")
-        self.transport.loseConnection()
+        transport: Any = self.transport
+        transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         f = self.factory
@@ -1004,7 +1007,7 @@ class CaptureFactory(Factory):
     """Builds L{CaptureProtocol}s sharing one capture file and limits."""
 
     noisy = False
-    protocol = CaptureProtocol  # type: ignore[assignment]
+    protocol = CaptureProtocol
 
     def __init__(self, clock: IReactorTime, capture: CaptureLog,
                  accessible: Callable[[], AccessibleIPSettings] = AccessibleIPSettings,

@@ -454,20 +454,23 @@ class CommandProtocol(Protocol):
         return self.port.channel.output_waiting() + unread
 
     def _wait_oqueue(self, timeout_ms: int, exclusive: bool) -> bytes:
+        previous = b""
         if self._wait_timer is not None and self._wait_timer.active():
-            self._wait_timer.cancel()  # one outstanding command at a time: answer the old one
+            # One outstanding command at a time: answer the old one first, in
+            # this read's batch (one send per batch, realcom.md §2.3).
+            self._wait_timer.cancel()
             self._wait_timer = None
-            self.transport.write(aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, self._queued()))
+            previous = aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, self._queued())
         if not exclusive:
-            return aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, 0)
+            return previous + aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, 0)
         queued = self._queued()
         if queued == 0:
-            return aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, 0)
+            return previous + aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, 0)
         clock = self.port.clock
         self._wait_deadline = clock.seconds() + timeout_ms / 1000
         self._wait_timer = clock.callLater(min(self.port.options.wait_poll_interval, timeout_ms / 1000),
                                            self._wait_check)
-        return b""
+        return previous
 
     def _wait_check(self) -> None:
         self._wait_timer = None

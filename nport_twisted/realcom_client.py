@@ -608,7 +608,7 @@ class RealComClient:
         return self._data.transport if self._data is not None else None
 
     def read_exactly(self, count: int) -> Deferred[bytes]:
-        """Fire with the next C{count} bytes from L{received}."""
+        """Fire with the next C{count} bytes from L{received} (one reader at a time)."""
         return Deferred.fromCoroutine(self._read_exactly(count))
 
     async def _read_exactly(self, count: int) -> bytes:

@@ -24,6 +24,7 @@ tests drive it in-process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import select
 import socket
@@ -200,9 +201,10 @@ class Searcher:
                     self.devices[key] = device
                     self._follow_up(device, now)
                 return
-            device = self.devices.get(key)
-            if device is None or device.source[0] != source[0]:
+            known = self.devices.get(key)
+            if known is None or known.source[0] != source[0]:
                 return
+            device = known
             if op == dsci.OP_KERNEL_INFO:
                 info = dsci.decode_kernel_info_reply(reply)
                 device.firmware, device.serial_number = info.firmware, info.serial_number
@@ -293,8 +295,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
     err = stderr if stderr is not None else sys.stderr
     parser = _parser()
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, or a usage error already printed
         return int(e.code or 0)
     if not 0 < args.port < 65536 or args.timeout <= 0:
         print("nport-search: --port must be 1-65535 and --timeout positive", file=err)

@@ -416,6 +416,21 @@ class DrainAndFlushTests(SynchronousTestCase):
         box.reactor.advance(2)
         self.assertEqual(cmd.transport.value(), h("2F 02 00 00"))
 
+    def test_second_wait_oqueue_answers_both_in_one_send(self) -> None:
+        """A WAIT_OQUEUE arriving while one is pending answers the old one first, in the same single send."""
+        box = Box()
+        cmd, _ = box.opened()
+        box.device.output_queue = 5
+        box.send(cmd, WAIT_OQUEUE_1S)
+        writes: list[bytes] = []
+        original = cmd.transport.write
+        cmd.transport.write = lambda data: (writes.append(data), original(data))  # type: ignore[method-assign]
+        box.device.output_queue = 0
+        cmd.dataReceived(WAIT_OQUEUE_1S)
+        self.assertEqual(writes, [h("2F 02 00 00 2F 02 00 00")])
+        box.reactor.advance(2)
+        self.assertEqual(len(writes), 1)
+
     def test_wait_oqueue_timeout_reports_remaining(self) -> None:
         """At the timeout the reply carries the bytes still queued (LE16)."""
         box = Box()
