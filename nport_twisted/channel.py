@@ -228,7 +228,7 @@ class SerialChannel(service.Service):
         return succeed(None)
 
     def _wanted(self) -> bool:
-        return self.running and (self.keep_open or self._holders > 0)
+        return bool(self.running) and (self.keep_open or self._holders > 0)
 
     def _try_open(self) -> None:
         # Called by the retry timer or directly (hold, set_keep_open): either
@@ -647,5 +647,9 @@ class SerialChannel(service.Service):
 def _chain(d: Deferred[None]) -> Deferred[None]:
     """A new Deferred that fires when C{d} does, without consuming its result."""
     out: Deferred[None] = Deferred()
-    d.addBoth(lambda r: (out.callback(None), r)[1])
+
+    def fire(result: object) -> object:
+        out.callback(None)
+        return result
+    d.addBoth(fire)
     return out

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import attrs
 from twisted.application import service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
@@ -162,7 +162,8 @@ class ListenerService(service.Service):
         port, self._port = self._port, None
         if port is None:
             return succeed(None)
-        return maybeDeferred(port.stopListening)
+        stopped = port.stopListening()
+        return stopped if isinstance(stopped, Deferred) else succeed(None)
 
     @property
     def port(self) -> IListeningPort | None:

@@ -217,6 +217,8 @@ class Pair:
 class CommandProtocol(Protocol):
     """The ASPP command connection of one pair."""
 
+    transport: Any  # a TCP (or TLS) transport: ITCPTransport + IPushProducer
+
     _log = Logger()
 
     def __init__(self, port: RealComPort) -> None:
@@ -595,6 +597,8 @@ class CommandProtocol(Protocol):
 
 class DataProtocol(Protocol):
     """The data connection of one pair: raw bytes to and from the serial device."""
+
+    transport: Any  # a TCP (or TLS) transport: ITCPTransport + IPushProducer
 
     _log = Logger()
 

@@ -222,11 +222,17 @@ class PySerialControl:
                 return None
             raise
 
+    def _set_line(self, name: str, on: bool) -> bool:
+        def set_it() -> bool:
+            setattr(self._serial, name, on)
+            return True
+        return self._modem_call(set_it) is not None
+
     def set_dtr(self, on: bool) -> bool:
-        return self._modem_call(lambda: setattr(self._serial, "dtr", on) or True) is not None
+        return self._set_line("dtr", on)
 
     def set_rts(self, on: bool) -> bool:
-        return self._modem_call(lambda: setattr(self._serial, "rts", on) or True) is not None
+        return self._set_line("rts", on)
 
     def modem_lines(self) -> ModemLines | None:
         s = self._serial

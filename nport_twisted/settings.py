@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, TypeVar
 
 import attrs
 
@@ -101,7 +101,19 @@ STANDARD_BAUDRATES = (
 MAX_BAUDRATE = 4_000_000
 
 
-# -- validators -------------------------------------------------------------
+# -- converters and validators -----------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _as_tuple(value: Iterable[_T]) -> tuple[_T, ...]:
+    """attrs converter: any iterable to a tuple (typed, unlike converter=tuple)."""
+    return tuple(value)
+
+
+def _port_tuple(value: Iterable[PortConfig]) -> tuple[PortConfig, ...]:
+    return tuple(value)
+
 
 def _range(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -294,12 +306,12 @@ class OperatingSettings:
     data_port: int = attrs.field(default=0, validator=_range(0, 65535))  # Real COM
     secure: bool = False  # Secure Real COM: TLS on the data port
     # TCP Client
-    destinations: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_host_port)
-    designated_local_ports: tuple[int, ...] = attrs.field(default=(), converter=tuple)
+    destinations: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple, validator=_host_port)
+    designated_local_ports: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)
     connection_control: ConnectionControl = ConnectionControl.STARTUP_NONE
     # UDP
     udp_destinations: tuple[UdpDestination, ...] = attrs.field(
-        default=(), converter=tuple, validator=_udp_destinations)
+        default=(), converter=_as_tuple, validator=_udp_destinations)
     udp_local_port: int = attrs.field(default=0, validator=_range(0, 65535))
     # Pair Connection (master connects to the slave's TCP port)
     pair_remote: str = attrs.field(default="", validator=_text(63))
@@ -370,7 +382,7 @@ def _accessible(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None
 class AccessibleIPSettings:
     """settings.md §6: when an entry is active only matching hosts are served."""
 
-    entries: tuple[AccessibleIP, ...] = attrs.field(default=(), converter=tuple, validator=_accessible)
+    entries: tuple[AccessibleIP, ...] = attrs.field(default=(), converter=_as_tuple, validator=_accessible)
 
     def allows(self, address: str) -> bool:
         """Whether C{address} may use the device (any address when no entry is active)."""
@@ -396,7 +408,7 @@ class AutoWarningSettings:
     mail_user: str = attrs.field(default="", validator=_text(63))
     mail_password: str = attrs.field(default="", validator=_text(63), repr=False)  # never replied
     mail_from: str = attrs.field(default="", validator=_text(63))
-    mail_to: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    mail_to: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
     trap_server: str = attrs.field(default="", validator=_text(63))
     mail_cold_start: bool = False
     mail_warm_start: bool = False
@@ -481,7 +493,7 @@ class DeviceConfig:
     identity: Identity = attrs.Factory(Identity)
     basic: BasicSettings = attrs.Factory(BasicSettings)
     network: NetworkSettings = attrs.Factory(NetworkSettings)
-    ports: tuple[PortConfig, ...] = attrs.field(default=(), converter=tuple)
+    ports: tuple[PortConfig, ...] = attrs.field(default=(), converter=_port_tuple)
     accessible_ip: AccessibleIPSettings = attrs.Factory(AccessibleIPSettings)
     auto_warning: AutoWarningSettings = attrs.Factory(AutoWarningSettings)
     password: PasswordSettings = attrs.Factory(PasswordSettings)

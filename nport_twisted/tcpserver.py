@@ -43,6 +43,8 @@ from nport_twisted.settings import tcp_server_port
 class TcpServerProtocol(Protocol):
     """One host connected to a TCP Server mode port."""
 
+    transport: Any  # a TCP (or TLS) transport: ITCPTransport + IPushProducer
+
     _log = Logger()
 
     def __init__(self, factory: TcpServerFactory) -> None:
