@@ -1023,7 +1023,7 @@ def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
 
     stdio = Stdio()
     client.on_data = lambda data: stdio.transport.write(data)  # type: ignore[union-attr]
-    StandardIO(stdio, reactor=reactor)  # type: ignore[no-untyped-call]
+    StandardIO(stdio, reactor=reactor)
     yield lost
 
 
