@@ -747,8 +747,9 @@ class AutoReportService(service.Service):
         self._server = server
         self._clock: IReactorTime = server.reactor
         self._host = host if host is not None else HostNetwork()
+        bind = _bind_address(server.interface) or ""
         self._listen_udp = listen_udp if listen_udp is not None else (
-            lambda proto: server.reactor.listenUDP(0, proto))
+            lambda proto: server.reactor.listenUDP(0, proto, interface=bind))
         self._resolve = resolve if resolve is not None else (lambda name: server.reactor.resolve(name))
         self._call: Any = None
         self._port: Any = None

@@ -50,6 +50,7 @@ from nport_twisted.settings import DeviceConfig, format_mac, parse_mac
 __all__ = [
     "MACHINE_ID_PATHS",
     "RESOLV_CONF_PATHS",
+    "ZERO_IP",
     "DeviceIdentity",
     "HostNetwork",
     "InterfaceAddress",
@@ -65,6 +66,7 @@ __all__ = [
     "host_mac",
     "interface_mac",
     "ipv4_addresses",
+    "is_ipv4_literal",
     "machine_id_mac",
     "parse_netlink_addresses",
     "parse_resolv_conf",
@@ -482,6 +484,7 @@ class HostNetwork:
 
 
 def is_ipv4_literal(text: str) -> bool:
+    """Whether C{text} is a dotted-quad IPv4 address."""
     try:
         ipaddress.IPv4Address(text)
     except ValueError:

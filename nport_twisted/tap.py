@@ -171,6 +171,10 @@ def makeService(options: Options) -> service.IService:
         opener=open_serial_port(reactor), port_offset=options["port-offset"],
         interface=options["interface"], default_mode=options["default_mode"],
     )
+    # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
+    from nport_twisted.discovery import device_services
+    for child in device_services(svc):
+        child.setServiceParent(svc)
     if options["config"]:
         _reload_on_sighup(reactor, svc)
     return svc

@@ -85,7 +85,7 @@ class Twistd:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env(), cwd=self.cwd)
         test.addCleanup(self.stop)
 
-    def wait_for(self, text: str, timeout: float = 15.0) -> str:
+    def wait_for(self, text: str, timeout: float = 10.0) -> str:
         """Read the log until C{text} appears; fail with the log so far if it does not."""
         assert self.proc.stdout is not None
         deadline = time.monotonic() + timeout
@@ -94,7 +94,9 @@ class Twistd:
             while text not in self.output:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not sel.select(remaining):
-                    raise AssertionError(f"{text!r} not logged in {timeout} s; log:\n{self.output}")
+                    raise AssertionError(
+                        f"{text!r} not logged in {timeout} s (for the DSCI lines: does "
+                        f"tap.makeService add discovery.device_services?); log:\n{self.output}")
                 chunk = os.read(self.proc.stdout.fileno(), 65536)
                 if not chunk:
                     raise AssertionError(f"twistd exited before logging {text!r}; log:\n{self.output}")
