@@ -389,15 +389,17 @@ def netstat_groups(net: NetTable) -> list[list[NetstatEntry]]:
     its port number there), 0 for device services.  IPv6-only peers cannot
     be expressed and are left out.
 
-    MOXA's driver resets a tty when a poll shows its data or command port in
-    LISTEN without also showing its own connection to it in the same reply,
-    hence the grouping.
+    MOXA's driver resets a tty when the last page of a poll shows its data or
+    command port in LISTEN without showing both of its own connections (data
+    and command) on that page, hence one group per serial port: its
+    listeners and their connections are never split across pages.
     """
     listeners = sorted(enumerate(net.listeners),
                        key=lambda il: (il[1].port_index is not None, il[1].port_index or 0, il[0]))
     connections = list(net.connections)
     used: set[int] = set()
     groups: list[list[NetstatEntry]] = []
+    groups_port: list[int | None] = []
 
     def serial_byte(index: int | None) -> int:
         return 0 if index is None else min(index + 1, 255)
@@ -424,12 +426,19 @@ def netstat_groups(net: NetTable) -> list[list[NetstatEntry]]:
                     entry = conn_entry(conn)
                     if entry is not None:
                         group.append(entry)
-        groups.append(group)
+        # All listeners of one serial port share a group: the driver checks
+        # the data AND the command port on the same (last) page.
+        if listener.port_index is not None and groups and groups_port[-1] == listener.port_index:
+            groups[-1].extend(group)
+        else:
+            groups.append(group)
+            groups_port.append(listener.port_index)
     for j, conn in enumerate(connections):
         if j not in used:
             entry = conn_entry(conn)
             if entry is not None:
                 groups.append([entry])
+                groups_port.append(None)
     return groups
 
 

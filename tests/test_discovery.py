@@ -695,6 +695,25 @@ class NetstatTests(SynchronousTestCase):
         self.assertEqual(second.next_index, 0)
 
 
+    def test_paging_keeps_a_ports_data_and_command_groups_together(self) -> None:
+        """A serial port's data and command listeners and connections share a page (npreal2d checks both there)."""
+        net = NetTable()
+        for port in range(3000, 3061):
+            net.add_listener(ListenerInfo("tcp", port, None))
+        net.add_listener(ListenerInfo("tcp", 950, 0))
+        net.add_listener(ListenerInfo("tcp", 966, 0))
+        net.connections.append(ConnectionInfo("10.0.0.5", 950, "10.0.0.9", 41000, 0))
+        net.connections.append(ConnectionInfo("10.0.0.5", 966, "10.0.0.9", 41001, 0))
+        proto, udp, _ = responder(net=net)
+        first = dsci.decode_netstat_reply(ask(proto, udp, dsci.encode_netstat_paged_request(  # type: ignore[union-attr]
+            1, DEVID, 0)).data)
+        self.assertEqual((first.count, first.next_index), (61, 61))
+        second = dsci.decode_netstat_reply(ask(proto, udp, dsci.encode_netstat_paged_request(  # type: ignore[union-attr]
+            1, DEVID, 61)).data)
+        self.assertEqual([(e.local_port, e.state) for e in second.entries],
+                         [(950, 1), (950, 4), (966, 1), (966, 4)])
+
+
 class _Devices:
     """One FakeSerialDevice per path, as an opener."""
 
