@@ -681,7 +681,10 @@ class DsciService(service.Service):
     def startService(self) -> None:
         super().startService()
         server = self._server
-        port = dsci.DSCI_PORT + server.port_offset
+        # --dsci-port overrides: MOXA's drivers and tools always use 4800,
+        # which needs no privilege even when the TCP ports are offset.
+        fixed = getattr(server, "dsci_port", None)
+        port = fixed if fixed else dsci.DSCI_PORT + server.port_offset
         bind = _bind_address(server.interface)
         if bind is None:
             self._log.warn("DSCI (UDP {port}) is IPv4 only and --interface {interface} is IPv6: "
@@ -689,7 +692,7 @@ class DsciService(service.Service):
                            port=port, interface=server.interface)
             return
         if not 0 < port < 65536:
-            raise ListenError(f"DSCI port 4800 + offset {server.port_offset} is outside 1-65535")
+            raise ListenError(f"DSCI port {port} is outside 1-65535")
         self.protocol = DsciProtocol(lambda: server.config, server.net, server.reactor, self._host)
         try:
             self.port = self._listen(server.reactor, port, bind, self.protocol)

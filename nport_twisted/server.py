@@ -95,9 +95,10 @@ class NPortService(service.MultiService):
     def __init__(self, reactor: Any, devices: list[str], config: DeviceConfig, store: SettingsStore,
                  opener: Opener, port_offset: int = 0, interface: str = "",
                  builders: dict[OpMode, FrontendBuilder] | None = None,
-                 default_mode: OpMode = OpMode.REAL_COM) -> None:
+                 default_mode: OpMode = OpMode.REAL_COM, dsci_port: int | None = None) -> None:
         super().__init__()
         self.default_mode = default_mode
+        self.dsci_port = dsci_port  # None: 4800 + port offset
         self.reactor = reactor
         self.devices = devices
         self.config = config

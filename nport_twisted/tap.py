@@ -108,6 +108,10 @@ class Options(usage.Options):
         ["port-offset", None, 0,
          "Add N to every TCP/UDP port, to run without privileges (e.g. 10000: "
          "Real COM on 10950/10966).", int],
+        ["dsci-port", None, None,
+         "UDP port of the discovery service (default 4800 + --port-offset). MOXA's "
+         "drivers and utilities only ask on 4800, which needs no privilege: use "
+         "--dsci-port 4800 with --port-offset so they still find the box.", int],
     ]
 
     def opt_version(self) -> None:
@@ -121,6 +125,8 @@ class Options(usage.Options):
         self["devices"] = check_devices(self["ports"])
         if not 0 <= self["port-offset"] < 65536:
             raise usage.UsageError("--port-offset must be from 0 to 65535")
+        if self["dsci-port"] is not None and not 0 < self["dsci-port"] < 65536:
+            raise usage.UsageError("--dsci-port must be from 1 to 65535")
         mode = _parse_mode(self["mode"])
         implemented = frontend_builders()
         if mode not in implemented:
@@ -170,6 +176,7 @@ def makeService(options: Options) -> service.IService:
         reactor, options["devices"], config, options["store"],
         opener=open_serial_port(reactor), port_offset=options["port-offset"],
         interface=options["interface"], default_mode=options["default_mode"],
+        dsci_port=options["dsci-port"],
     )
     # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
     from nport_twisted.discovery import device_services

@@ -789,6 +789,7 @@ class FakeServer:
     port_offset: int = 0
     interface: str = "127.0.0.1"
     store: Any = attrs.Factory(lambda: SettingsStore(None))
+    dsci_port: int | None = None
 
     def endpoint(self, proto: str, port: int) -> str:
         return f"{proto}:{port + self.port_offset}:interface={self.interface}"
@@ -814,6 +815,18 @@ class DsciServiceTests(TestCase):
         service = DsciService(FakeServer(reactor, port_offset=offset), HOST)
         error = self.assertRaises(ListenError, service.startService)
         self.assertIn(str(offset + 4800), str(error))
+        self.flushLoggedErrors()
+
+    def test_dsci_port_overrides_offset(self) -> None:
+        """--dsci-port is used as it is, whatever the port offset (the drivers only ask on 4800)."""
+        from nport_twisted.frontend import ListenError
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        number = taken.getsockname()[1]
+        service = DsciService(FakeServer(reactor, port_offset=20000, dsci_port=number), HOST)
+        error = self.assertRaises(ListenError, service.startService)
+        self.assertIn(str(number), str(error))
         self.flushLoggedErrors()
 
     def test_real_socket_round_trip(self) -> None:

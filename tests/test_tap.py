@@ -163,6 +163,12 @@ class OptionsTests(SynchronousTestCase):
         port = options["device_config"].ports[0]
         self.assertEqual((port.operating.mode, port.serial.baudrate), (OpMode.TCP_SERVER, 9600))
 
+    def test_dsci_port(self) -> None:
+        """--dsci-port reaches the service; out of range is a usage error."""
+        options = _parse(self, "--ports", "/dev/nx0", "--port-offset", "10000", "--dsci-port", "4800")
+        self.assertEqual(makeService(options).dsci_port, 4800)  # type: ignore[attr-defined]
+        self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--dsci-port", "0")
+
     def test_port_offset_range(self) -> None:
         """A port offset outside 0-65535 is a usage error."""
         self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--port-offset", "70000")
