@@ -259,33 +259,21 @@ def _tune(transport: Any) -> None:
         pass  # not a TCP transport (tests) or a TLS wrapper without these
 
 
-class _CommandProtocol(Protocol):
+class _ClientProtocol(Protocol):
+    """One of the client's two connections; its bytes go to C{on_data}."""
+
     transport: Any
 
-    def __init__(self, client: RealComClient) -> None:
+    def __init__(self, client: RealComClient,
+                 on_data: Callable[[_ClientProtocol, bytes], None]) -> None:
         self._client = client
+        self._on_data = on_data
 
     def connectionMade(self) -> None:
         _tune(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
-        self._client._command_data(self, data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._client._lost(self, reason)
-
-
-class _DataProtocol(Protocol):
-    transport: Any
-
-    def __init__(self, client: RealComClient) -> None:
-        self._client = client
-
-    def connectionMade(self) -> None:
-        _tune(self.transport)
-
-    def dataReceived(self, data: bytes) -> None:
-        self._client._serial_data(self, data)
+        self._on_data(self, data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._client._lost(self, reason)
@@ -393,8 +381,8 @@ class RealComClient:
         self.modem = ModemState()
         self.state = "closed"  # closed, connecting, open, recovering, closing
         self._address: tuple[str, int, int, bool] | None = None
-        self._command: _CommandProtocol | None = None
-        self._data: _DataProtocol | None = None
+        self._command: _ClientProtocol | None = None
+        self._data: _ClientProtocol | None = None
         self._parser = aspp.ReplyParser()
         self._queue: deque[_Pending] = deque()
         self._current: _Pending | None = None
@@ -454,9 +442,9 @@ class RealComClient:
         host, data_port, command_port, tls = self._address
         self._parser = aspp.ReplyParser()
         command = _endpoint(self._reactor, host, command_port, self.connect_timeout, False)
-        self._command = await command.connect(_Factory(lambda: _CommandProtocol(self)))
+        self._command = await command.connect(_Factory(lambda: _ClientProtocol(self, self._command_data)))
         data = _endpoint(self._reactor, host, data_port, self.connect_timeout, tls)
-        proto = await data.connect(_Factory(lambda: _DataProtocol(self)))
+        proto = await data.connect(_Factory(lambda: _ClientProtocol(self, self._serial_data)))
         if self._command is None:  # lost while the data connection was being made
             proto.transport.loseConnection()
             raise NotConnected("the command connection was closed during the open")
@@ -837,7 +825,7 @@ class RealComClient:
         )
         self._next()
 
-    def _command_data(self, proto: _CommandProtocol, data: bytes) -> None:
+    def _command_data(self, proto: _ClientProtocol, data: bytes) -> None:
         if proto is not self._command:
             return
         for reply in self._parser.feed(data):
@@ -881,7 +869,7 @@ class RealComClient:
         )
         return self.modem
 
-    def _serial_data(self, proto: _DataProtocol, data: bytes) -> None:
+    def _serial_data(self, proto: _ClientProtocol, data: bytes) -> None:
         if proto is not self._data:
             return
         if self.on_data is not None:

@@ -41,6 +41,15 @@ class PluginTests(SynchronousTestCase):
         self.assertIn("nport", makers)
         self.assertEqual(makers["nport"].module, "nport_twisted.tap")
 
+    def test_wheel_ships_plugin_package(self) -> None:
+        """setup.cfg packages the twisted.plugins namespace (plain find: silently drops the plugin)."""
+        import configparser
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        cfg = configparser.ConfigParser()
+        cfg.read(os.path.join(root, "setup.cfg"))
+        self.assertEqual(cfg["options"]["packages"].strip(), "find_namespace:")
+        self.assertIn("twisted.plugins", cfg["options.packages.find"]["include"].split())
+
     def test_no_init_in_plugins_dir(self) -> None:
         """The project ships no __init__.py in twisted/ or twisted/plugins/ (it would break Twisted)."""
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
