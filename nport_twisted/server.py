@@ -11,6 +11,7 @@ connections), never the process or the other ports.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import attrs
@@ -27,19 +28,30 @@ from nport_twisted.settings import DeviceConfig, OpMode, OperatingSettings, Port
 FrontendBuilder = Callable[[PortContext], service.IService]
 
 
-def _disabled(ctx: PortContext) -> service.IService:
+def disabled_frontend(ctx: PortContext) -> service.IService:
+    """Disabled mode: no listener, the device is left closed."""
     return service.MultiService()
+
+
+#: Operating mode -> "module:function" building its front-end services.  Imported
+#: lazily so that twistd's plugin scan and --help stay cheap.
+_FRONTENDS: dict[OpMode, str] = {
+    OpMode.REAL_COM: "nport_twisted.realcom:realcom_frontend",
+    OpMode.TCP_SERVER: "nport_twisted.tcpserver:tcp_server_frontend",
+    OpMode.DISABLED: "nport_twisted.server:disabled_frontend",
+    # rfc2217 line
+    # tcp-client line
+    # udp line
+}
 
 
 def frontend_builders() -> dict[OpMode, FrontendBuilder]:
     """The operating modes implemented so far and their front-end builders."""
-    from nport_twisted.realcom import realcom_frontend
-    from nport_twisted.tcpserver import tcp_server_frontend
-    return {
-        OpMode.REAL_COM: realcom_frontend,
-        OpMode.TCP_SERVER: tcp_server_frontend,
-        OpMode.DISABLED: _disabled,
-    }
+    builders: dict[OpMode, FrontendBuilder] = {}
+    for mode, path in _FRONTENDS.items():
+        module, _, name = path.partition(":")
+        builders[mode] = getattr(importlib.import_module(module), name)
+    return builders
 
 
 class PortService(service.MultiService):
