@@ -259,10 +259,10 @@ class UsageTests(_ServiceTestCase):
         self.assertIn("nport.ini", output)
 
     def test_unimplemented_mode(self) -> None:
-        """--mode rfc2217 (not implemented yet) is a usage error naming the mode."""
+        """--mode ethernet-modem (not implemented yet) is a usage error naming the mode."""
         service = Service(
-            self.dir, ["--mode", "rfc2217", "--ports", os.path.join(self.dir, "nodev")]
+            self.dir, ["--mode", "ethernet-modem", "--ports", os.path.join(self.dir, "nodev")]
         )
         code, output = service.run_to_exit()
         self.assertNotEqual(code, 0)
-        self.assertTrue(re.search(r"rfc2217 is not implemented", output), output)
+        self.assertTrue(re.search(r"ethernet-modem is not implemented", output), output)

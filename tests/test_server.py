@@ -85,7 +85,7 @@ class NPortServiceTests(SynchronousTestCase):
         """apply_config refuses a mode that has no front-end yet and keeps the running config."""
         svc, _, _ = _service(self, [OpMode.TCP_SERVER])
         before = svc.config
-        self.assertRaises(ValueError, svc.update_port, 0, mode=OpMode.UDP)
+        self.assertRaises(ValueError, svc.update_port, 0, mode=OpMode.ETHERNET_MODEM)
         self.assertIs(svc.config, before)
 
     def test_save(self) -> None:

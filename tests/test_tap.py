@@ -141,7 +141,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_unimplemented_mode(self) -> None:
         """A mode not implemented yet is a clear error, not a silent no-op."""
-        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--mode", "udp")
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", "--mode", "ethernet-modem")
         self.assertIn("not implemented", str(e))
 
     def test_bad_config_file(self) -> None:
