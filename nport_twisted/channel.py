@@ -40,7 +40,14 @@ from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from nport_twisted.packing import Packer, PackingConfig
-from nport_twisted.serialdev import ISerialControl, LineCounters, ModemLines, Opener, SerialHandle
+from nport_twisted.serialdev import (
+    ISerialControl,
+    LineCounters,
+    ModemLines,
+    Opener,
+    SerialHandle,
+    write_now,
+)
 from nport_twisted.settings import SerialSettings
 
 
@@ -452,6 +459,18 @@ class SerialChannel(service.Service):
         self._ignore_jammed = value
         self._update_reader()  # a session jammed under the old rule may now be skipped
 
+    def close_sessions(self) -> None:
+        """Detach every session and close its connection (the port's mode changed)."""
+        for session in list(self._sessions):
+            self.detach(session)
+            abort = getattr(session, "abort", None)
+            if callable(abort):
+                try:
+                    abort()
+                except Exception:
+                    self._log.failure("{channel}: closing {session!r} failed", channel=self.name,
+                                      session=session)
+
     def set_jammed(self, session: IChannelSession, jammed: bool) -> None:
         """
         A session's transport buffer filled (True) or drained (False).
@@ -558,7 +577,7 @@ class SerialChannel(service.Service):
             self.stats.serial_tx_dropped += len(data)
             return False
         self.stats.serial_tx_bytes += len(data)
-        self._handle.transport.write(data)
+        write_now(self._handle.transport, data)
         return True
 
     def _set_tx_paused(self, paused: bool) -> None:

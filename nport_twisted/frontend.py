@@ -9,6 +9,7 @@ keep-alive tuning and the accessible IP check.
 from __future__ import annotations
 
 import errno
+import re
 import socket
 from typing import Any, Callable
 
@@ -79,6 +80,23 @@ class NetTable:
             self.connections.remove(info)
 
 
+def split_endpoint(description: str) -> tuple[str, int, str]:
+    """
+    (kind, port, interface) of a server endpoint string as
+    L{NPortService.endpoint} builds it (C{tcp:4001},
+    C{udp:4001:interface=\\:\\:1}); Twisted parses no UDP endpoints for us.
+    """
+    kind, *rest = re.split(r"(?<!\\):", description)
+    if not rest or not rest[0].isdecimal():
+        raise ValueError(f"not a server endpoint with a port: {description!r}")
+    interface = ""
+    for option in rest[1:]:
+        key, _, value = option.partition("=")
+        if key == "interface":
+            interface = value.replace("\\:", ":")
+    return kind, int(rest[0]), interface
+
+
 @attrs.define
 class PortContext:
     """Everything a front-end of one serial port needs, injected."""
@@ -95,6 +113,11 @@ class PortContext:
     @property
     def number(self) -> int:
         return self.index + 1
+
+    def local_address(self, proto: str, port: int) -> tuple[int, str]:
+        """(port after --port-offset, interface) of one of this box's local ports."""
+        _, actual, interface = split_endpoint(self.endpoint(proto, port))
+        return actual, interface
 
 
 def privileged_port_hint(port: int) -> str:

@@ -39,9 +39,9 @@ _FRONTENDS: dict[OpMode, str] = {
     OpMode.REAL_COM: "nport_twisted.realcom:realcom_frontend",
     OpMode.TCP_SERVER: "nport_twisted.tcpserver:tcp_server_frontend",
     OpMode.DISABLED: "nport_twisted.server:disabled_frontend",
-    # rfc2217 line
-    # tcp-client line
-    # udp line
+    OpMode.RFC2217: "nport_twisted.rfc2217:rfc2217_frontend",
+    OpMode.TCP_CLIENT: "nport_twisted.tcpclient:tcp_client_frontend",
+    OpMode.UDP: "nport_twisted.udpmode:udp_frontend",
 }
 
 
@@ -96,7 +96,12 @@ class PortService(service.MultiService):
         if front is not None:
             d = service.IService(front).disownServiceParent() or succeed(None)
 
-        return d.addCallback(lambda _: self._install_frontend(new.operating))
+        def restart(_: object) -> None:
+            # Stopping a listener keeps its accepted connections: close what
+            # the old mode left attached, so no host keeps the old behaviour.
+            self.channel.close_sessions()
+            self._install_frontend(new.operating)
+        return d.addCallback(restart)
 
 
 class NPortService(service.MultiService):

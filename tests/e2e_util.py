@@ -33,8 +33,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(nport_twisted.__file
 LOOPBACK = "127.0.0.1"
 
 #: TCP/UDP ports (before the offset) the service may listen on; all must be free.
-SERVICE_TCP_PORTS = (23, 80, 443, *range(950, 954), *range(966, 970), *range(4001, 4005))
-SERVICE_UDP_PORTS = (4800, 4000)
+SERVICE_TCP_PORTS = (23, 80, 443, 4900, *range(950, 954), *range(966, 970), *range(4001, 4005))
+SERVICE_UDP_PORTS = (4800, 4000, *range(4001, 4005))
 
 
 def have_ptys() -> bool:

@@ -81,6 +81,19 @@ class NPortServiceTests(SynchronousTestCase):
         self.assertEqual(sorted(l.port for l in svc.net.listeners), [10950, 10966, 10967, 14002])
         self.assertEqual(svc.ports[0].frontend.running, 1)  # type: ignore[union-attr]
 
+    def test_mode_change_closes_old_connections(self) -> None:
+        """Switching mode closes the hosts connected under the old mode and detaches them."""
+        from twisted.internet.testing import StringTransport
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER])
+        factory = svc.ports[0].frontend.factory  # type: ignore[union-attr]
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.assertEqual(len(svc.ports[0].channel.sessions), 1)
+        svc.update_port(0, mode=OpMode.REAL_COM)
+        self.assertEqual(svc.ports[0].channel.sessions, ())
+        self.assertTrue(transport.disconnecting)
+
     def test_unimplemented_mode_rejected(self) -> None:
         """apply_config refuses a mode that has no front-end yet and keeps the running config."""
         svc, _, _ = _service(self, [OpMode.TCP_SERVER])
