@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 import attrs
 import serial
-from twisted.internet.interfaces import IReactorFDSet
+from twisted.internet.interfaces import IReactorFDSet, ISSLTransport
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -118,6 +118,40 @@ def _buffered(transport: Any) -> int:
         return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
     except AttributeError:
         return 0
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """
+    C{transport.write(data)}, but sent at once when nothing is queued ahead.
+
+    Twisted's C{FileDescriptor.write} only queues: the bytes go out on the
+    next reactor turn, after another epoll round and two epoll_ctl calls.
+    On a relay (TCP to serial and back) that is most of the latency of a
+    small write.  When the transport's buffer is empty, writing now keeps
+    the order; what the kernel does not take is queued as usual (so flow
+    control and producers behave as before), and any error is left to the
+    normal write path to report.  Transports without these internals (TLS,
+    test fakes) just get C{write}.
+    """
+    if ISSLTransport.providedBy(transport):
+        # TLS wrappers forward unknown attributes to the TCP transport below:
+        # its writeSomeData would put plaintext on the wire.
+        transport.write(data)
+        return
+    try:
+        idle = (transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
+                and transport.connected and not transport.disconnecting
+                and not transport._writeDisconnected and not getattr(transport, "TLS", False))
+        write_some = transport.writeSomeData
+    except AttributeError:
+        idle = False
+    if idle and data:
+        sent = write_some(data)
+        if type(sent) is int and sent > 0:
+            if sent >= len(data):
+                return
+            data = data[sent:]
+    transport.write(data)
 
 
 def _discard_buffer(transport: Any) -> None:

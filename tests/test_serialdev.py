@@ -317,3 +317,43 @@ class SerialPortOnPtyTests(TestCase):
         yield turns_until(lambda: bool(hung_up), max_turns=5000, each=drain)
         self.assertEqual(len(received), size)
         self.assertFalse(session.paused)
+
+
+class WriteNowTests(SynchronousTestCase):
+    """write_now's fast path must never bypass a TLS layer."""
+
+    def test_tls_transport_not_bypassed(self) -> None:
+        """A TLS transport forwarding attributes to its TCP transport gets write(), never writeSomeData()."""
+        from zope.interface import implementer as _implementer
+        from twisted.internet.interfaces import ISSLTransport
+
+        from nport_twisted.serialdev import write_now
+
+        class Raw:
+            _tempDataLen = 0
+            dataBuffer = b""
+            offset = 0
+            connected = True
+            disconnecting = False
+            _writeDisconnected = False
+            raw: list[bytes] = []
+
+            def writeSomeData(self, data: bytes) -> int:
+                self.raw.append(data)
+                return len(data)
+
+        @_implementer(ISSLTransport)
+        class Tls:
+            def __init__(self) -> None:
+                self.transport = Raw()
+                self.written: list[bytes] = []
+
+            def __getattr__(self, name: str) -> object:  # like twisted.protocols.policies.ProtocolWrapper
+                return getattr(self.transport, name)
+
+            def write(self, data: bytes) -> None:
+                self.written.append(data)
+
+        tls = Tls()
+        write_now(tls, b"secret")
+        self.assertEqual((tls.written, Raw.raw), ([b"secret"], []))
