@@ -108,6 +108,13 @@ class Options(usage.Options):
         ["port-offset", None, 0,
          "Add N to every TCP/UDP port, to run without privileges (e.g. 10000: "
          "Real COM on 10950/10966).", int],
+        ["http-port", None, 80,
+         "TCP port of the web console and JSON API (plus --port-offset); 0 turns it off.", int],
+        ["https-port", None, None,
+         "Also serve the web console over HTTPS on this port (plus --port-offset), e.g. 443.", int],
+        ["https-cert", None, None,
+         "PEM file with the HTTPS private key and certificate (default: a self-signed one, "
+         "generated once beside the settings file)."],
         ["dsci-port", None, None,
          "UDP port of the discovery service (default 4800 + --port-offset). MOXA's "
          "drivers and utilities only ask on 4800, which needs no privilege: use "
@@ -127,6 +134,15 @@ class Options(usage.Options):
             raise usage.UsageError("--port-offset must be from 0 to 65535")
         if self["dsci-port"] is not None and not 0 < self["dsci-port"] < 65536:
             raise usage.UsageError("--dsci-port must be from 1 to 65535")
+        for name in ("http-port", "https-port"):
+            port = self[name]
+            if port and not 0 < port + self["port-offset"] < 65536:
+                raise usage.UsageError(f"--{name} {port} plus --port-offset is outside 1-65535")
+        if self["https-cert"] is not None:
+            if not self["https-port"]:
+                raise usage.UsageError("--https-cert needs --https-port")
+            if not os.access(self["https-cert"], os.R_OK):
+                raise usage.UsageError(f"--https-cert: cannot read {self['https-cert']}")
         mode = _parse_mode(self["mode"])
         implemented = frontend_builders()
         if mode not in implemented:
@@ -181,6 +197,12 @@ def makeService(options: Options) -> service.IService:
     # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
     from nport_twisted.discovery import device_services
     for child in device_services(svc):
+        child.setServiceParent(svc)
+    # Web console and JSON API (TCP 80 + offset; optional HTTPS).
+    from nport_twisted.web import web_services
+    for child in web_services(svc, http_port=options["http-port"] or None,
+                              https_port=options["https-port"] or None,
+                              cert=options["https-cert"]):
         child.setServiceParent(svc)
     if options["config"]:
         _reload_on_sighup(reactor, svc)

@@ -63,7 +63,7 @@ def certificate_path(state_dir: str | None) -> str:
                   dir=state_dir)
     path = os.path.join(state_dir, CERT_FILE)
     if not os.path.exists(path):
-        _log.info("generating a self-signed certificate for Secure Real COM in {path}", path=path)
+        _log.info("generating a self-signed certificate (Secure Real COM, HTTPS) in {path}", path=path)
         atomic_write(path, generate_pem(), mode=0o600)
     return path
 

@@ -1,0 +1,81 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+The NPort web console and JSON API (docs/web-console.md).
+
+L{web_services} builds the HTTP (and optional HTTPS) listeners of an
+L{nport_twisted.server.NPortService}; add each returned service as a child
+of the server.  The console is a twisted.web resource tree
+(L{nport_twisted.web.resources}) over pure codecs
+(L{nport_twisted.web.forms}), sessions (L{nport_twisted.web.auth}) and the
+console state (L{nport_twisted.web.console}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application import service
+
+from nport_twisted.frontend import ListenerService
+from nport_twisted.web.console import WebConsole
+from nport_twisted.web.resources import ConsoleSite
+
+__all__ = ["ConsoleSite", "WebConsole", "web_services"]
+
+HTTP_PORT = 80
+HTTPS_PORT = 443
+
+
+class _Announce(service.Service):
+    """Logs the setup token at start while no password is set."""
+
+    def __init__(self, console: WebConsole) -> None:
+        self.console = console
+
+    def startService(self) -> None:
+        super().startService()
+        self.console.announce()
+
+
+def _quote(text: str) -> str:
+    """Escape for an endpoint string argument (as endpoints.quoteStringArgument)."""
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def web_services(
+    server: Any,
+    http_port: int | None = HTTP_PORT,
+    https_port: int | None = None,
+    cert: str | None = None,
+    console: WebConsole | None = None,
+) -> list[service.IService]:
+    """
+    The web console of C{server} (an L{NPortService}): HTTP on C{http_port}
+    and, if given, HTTPS on C{https_port}, both shifted by the server's port
+    offset and bound to its interface.  C{cert} is a PEM file holding the
+    key and certificate; without one a self-signed certificate is generated
+    once and kept beside the settings file (L{nport_twisted.tlsutil}).
+    C{http_port=None} serves HTTPS only.
+    """
+    console = console if console is not None else WebConsole(server)
+    site = ConsoleSite(console, reactor=server.reactor)
+    services: list[service.IService] = [_Announce(console)]
+    if http_port is not None:
+        listener = ListenerService(
+            server.reactor, server.endpoint("tcp", http_port), site, server.net, None
+        )
+        listener.setName("web-http")
+        services.append(listener)
+    if https_port is not None:
+        if cert is not None:
+            options = f":privateKey={_quote(cert)}:certKey={_quote(cert)}"
+        else:
+            from nport_twisted.tlsutil import tls_endpoint_options
+
+            options = tls_endpoint_options(server.store.state_dir)
+        listener = ListenerService(
+            server.reactor, server.endpoint("ssl", https_port) + options, site, server.net, None
+        )
+        listener.setName("web-https")
+        services.append(listener)
+    return services

@@ -1,0 +1,244 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+What every resource of the web console shares: request and cookie helpers,
+sessions from a request, the cross-site test for the classic URLs, and the
+few actions both the pages and the API answer (import, export, monitor
+texts, the accessible-IP self-lockout check).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from nport_twisted._exceptions import ConfigError
+from nport_twisted.configfile import dumps, import_config
+from nport_twisted.settings import AccessibleIPSettings, DeviceConfig, OpMode
+from nport_twisted.web import forms
+from nport_twisted.web.auth import Session
+from nport_twisted.web.console import WebConsole
+from nport_twisted.web.forms import FieldErrors
+
+_log = Logger()
+
+COOKIE = b"nport_session"
+MAX_IMPORT = 256 * 1024
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+STORED = "Settings stored. Use Save/Restart to put them in force."
+
+_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+# -- request helpers ----------------------------------------------------------------------------
+
+
+def form_of(request: Any) -> dict[str, str]:
+    """The first value of every argument (query and form body), as text."""
+    out: dict[str, str] = {}
+    for key, values in (request.args or {}).items():
+        if values:
+            out[key.decode("utf-8", "replace")] = values[0].decode("utf-8", "replace")
+    return out
+
+
+def query_of(request: Any) -> dict[str, str]:
+    """Only the query-string arguments."""
+    from urllib.parse import parse_qsl
+
+    query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
+    out: dict[str, str] = {}
+    for k, v in parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True):
+        out.setdefault(k, v)
+    return out
+
+
+def client_host(request: Any) -> str:
+    addr = request.getClientAddress()
+    return str(getattr(addr, "host", ""))
+
+
+def redirect(request: Any, location: str) -> bytes:
+    request.setResponseCode(303)
+    request.setHeader(b"location", location.encode())
+    request.setHeader(b"content-type", b"text/html; charset=utf-8")
+    return b""
+
+
+def later(request: Any, d: Deferred[bytes]) -> int:
+    """Finish C{request} with the bytes C{d} gives (nothing is written if the client left)."""
+    gone: list[bool] = []
+    request.notifyFinish().addErrback(lambda _: gone.append(True))
+
+    def done(body: bytes) -> None:
+        if not gone:
+            request.write(body)
+            request.finish()
+
+    def failed(f: Failure) -> None:
+        _log.failure("web console: request failed", f)
+        if not gone:
+            request.setResponseCode(500)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            request.write(b"internal error; see the service log\n")
+            request.finish()
+
+    d.addCallbacks(done, failed)
+    return NOT_DONE_YET
+
+
+def _bearer(request: Any) -> str | None:
+    auth = request.getHeader("authorization")
+    if auth and auth[:7].lower() == "bearer ":
+        return str(auth[7:].strip())
+    return None
+
+
+def session_of(console: WebConsole, request: Any) -> Session | None:
+    """The session of a request: a bearer token if one is sent, else the cookie."""
+    token = _bearer(request)
+    if token is not None:
+        return console.sessions.get(token, bearer=True)
+    cookie = request.getCookie(COOKIE)
+    return console.sessions.get(cookie.decode("ascii", "replace") if cookie else None)
+
+
+def set_session_cookie(request: Any, session: Session) -> None:
+    request.addCookie(
+        COOKIE,
+        session.sid.encode(),
+        path=b"/",
+        httpOnly=True,
+        sameSite="strict",
+        secure=bool(request.isSecure()),
+    )
+
+
+def clear_session_cookie(request: Any) -> None:
+    request.addCookie(
+        COOKIE,
+        b"",
+        path=b"/",
+        httpOnly=True,
+        sameSite="strict",
+        secure=bool(request.isSecure()),
+        max_age=b"0",
+        expires=b"Thu, 01 Jan 1970 00:00:00 GMT",
+    )
+
+
+def cross_site(request: Any) -> bool:
+    """
+    Whether a browser marked C{request} as coming from another site
+    (Sec-Fetch-Site, Origin, Referer); scripts send none of these.
+    """
+    fetch_site = (request.getHeader("sec-fetch-site") or "").lower()
+    if fetch_site in ("cross-site", "same-site"):
+        return True
+    host = (request.getHeader("host") or "").lower()
+    for header in ("origin", "referer"):
+        value = request.getHeader(header)
+        if value:
+            if value == "null":
+                return True
+            if urlsplit(value).netloc.lower() != host:
+                return True
+    return False
+
+
+def wait_text(seconds: float) -> str:
+    return f"too many failed attempts from your address; try again in {int(seconds) + 1} s"
+
+
+# -- base classes -------------------------------------------------------------------------------
+
+
+class ConsoleResource(Resource):
+    isLeaf = True
+
+    def __init__(self, console: WebConsole) -> None:
+        super().__init__()
+        self.console = console
+
+
+def check_not_locked_out(acl: AccessibleIPSettings, client: str, field: str = "_form") -> None:
+    """@raise FieldErrors: when C{acl} would refuse the client making the change."""
+    if not acl.allows(client):
+        raise FieldErrors(
+            {
+                field: f"this list would lock out your own address {client}: "
+                "add an active entry for it first"
+            }
+        )
+
+
+def monitor_display(status: Mapping[str, Any]) -> dict[str, str]:
+    """The monitor's cell texts of one port's status (in the HTML, and via JSON in the script)."""
+
+    def onoff(v: Any) -> str:
+        return "-" if v is None else ("ON" if v else "OFF")
+
+    modem = status["modem"] or {}
+    counters = status["counters"]
+    settings = status["settings"]
+    parity_names = {"N": "None", "O": "Odd", "E": "Even", "M": "Mark", "S": "Space"}
+    flow = settings["flow_control"]
+    out = {
+        "mode": forms.MODE_LABELS[OpMode(status["mode"])],
+        "listening": ", ".join(status["listeners"]) or "-",
+        "peers": ", ".join(status["peers"]) or "-",
+        "device": status["device"] + ("" if status["open"] else " (closed)"),
+        "tx": str(counters["serial_tx_bytes"]),
+        "rx": str(counters["serial_rx_bytes"]),
+        "dsr": onoff(modem.get("dsr")),
+        "cts": onoff(modem.get("cts")),
+        "dcd": onoff(modem.get("dcd")),
+        "parity": str(counters["parity_errors"]),
+        "framing": str(counters["framing_errors"]),
+        "overrun": str(counters["overrun_errors"]),
+        "break": str(counters["breaks"]),
+        "baudrate": str(settings["baudrate"]),
+        "bytesize": str(settings["bytesize"]),
+        "stopbits": f"{settings['stopbits']:g}",
+        "parity_setting": parity_names.get(settings["parity"], settings["parity"]),
+        "rtscts": onoff(flow == "rts-cts"),
+        "xonxoff": onoff(flow == "xon-xoff"),
+        "dtrdsr": onoff(flow == "dtr-dsr"),
+        "fifo": "Enable" if settings["fifo"] else "Disable",
+        "interface": settings["interface"].upper(),
+    }
+    return out
+
+
+def import_settings(console: WebConsole, raw: bytes, network: bool, field: str) -> DeviceConfig:
+    """The pending configuration with the settings file C{raw} applied; FieldErrors on C{field}."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FieldErrors({field: "the file is not UTF-8 text"}) from None
+    try:
+        new = import_config(text, console.pending, network=network, where="imported file")
+    except ConfigError as e:
+        raise FieldErrors({field: str(e)}) from None
+    new = new.with_port_count(len(console.server.ports), console.server.default_mode)
+    forms.check_modes(new, console.implemented, field)
+    return new
+
+
+def export_response(console: WebConsole, request: Any, network: bool) -> bytes:
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", console.identity().server_name) or "nport"
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    request.setHeader(b"content-disposition", f'attachment; filename="{name}.ini"'.encode())
+    return dumps(console.running, secrets=False, network=network).encode("utf-8")

@@ -1,0 +1,309 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+The web console's state and actions, shared by the HTML pages, the JSON
+API and the classic C{Set.htm} handler: the pending configuration, the
+password, sessions, rate limiting and the live status of the ports.
+
+Settings changes made in the console go to a I{pending} configuration, as
+on an NPort, where a setting takes effect after Save/Restart.
+L{WebConsole.save_restart} applies the pending configuration to the running
+ports (live, no process restart: serial settings are set on the open
+device, a changed operating mode restarts only that port's listeners) and
+writes the settings file.  The password is the exception: a new password
+takes effect and is saved at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.logger import Logger
+
+from nport_twisted.identity import DeviceIdentity, resolve_identity, uptime
+from nport_twisted.settings import DeviceConfig, OpMode, PasswordSettings
+from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
+from nport_twisted.web.forms import FieldErrors, check_modes, to_json
+
+#: Password length limits of this console (ours: MOXA allowed 1-16 characters).
+MIN_PASSWORD = 8
+MAX_PASSWORD = 128
+
+
+def check_new_password(
+    password: str, again: str | None = None, field: str = "new_password"
+) -> None:
+    """@raise FieldErrors: when C{password} is too short/long or the two entries differ."""
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise FieldErrors({field: f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long"})
+    if any(ord(c) < 0x20 or c == "\x7f" for c in password):
+        raise FieldErrors({field: "must not contain control characters"})
+    if again is not None and again != password:
+        raise FieldErrors({"new_password2": "the two passwords differ"})
+
+
+class SaveError(Exception):
+    """The settings are in force but the settings file could not be written."""
+
+
+def run_in_thread(reactor: Any) -> Callable[[Callable[[], Any]], Deferred[Any]]:
+    """A runner for the slow password hashing: the reactor's thread pool."""
+    from twisted.internet.threads import deferToThreadPool
+
+    def run(f: Callable[[], Any]) -> Deferred[Any]:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f)
+
+    return run
+
+
+def run_now(f: Callable[[], Any]) -> Deferred[Any]:
+    """A runner that calls at once (tests)."""
+    return maybeDeferred(f)
+
+
+class WebConsole:
+    """
+    What the console shows and does, for one L{NPortService}.
+
+    @param run_blocking: runs the scrypt hashing off the reactor thread
+        (default: the reactor's thread pool).
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        server: Any,
+        run_blocking: Callable[[Callable[[], Any]], Deferred[Any]] | None = None,
+        identity: Callable[[DeviceConfig, int], DeviceIdentity] | None = None,
+    ) -> None:
+        self.server = server
+        self.clock = server.reactor
+        self.sessions = SessionStore(self.clock)
+        self.limiter = LoginLimiter(self.clock)
+        self._run = run_blocking if run_blocking is not None else run_in_thread(server.reactor)
+        self._identity = (
+            identity
+            if identity is not None
+            else (lambda config, count: resolve_identity(config, count))
+        )
+        self._pending: DeviceConfig | None = None
+        self.setup_token: str | None = None
+        self._claimed: str | None = None
+        if not self.password_set:
+            self.setup_token = new_token(12)
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def announce(self) -> None:
+        """Log the setup token while no password is set (called when the web service starts)."""
+        if self.password_set:
+            self.setup_token = None
+            return
+        if self.setup_token is None:
+            self.setup_token = new_token(12)
+        self._log.warn(
+            "web console: no password is set. Open the web console and set one with the "
+            "one-time setup token {token} (valid until a password is set or the service restarts)",
+            token=self.setup_token,
+        )
+
+    # -- configuration ---------------------------------------------------------------------------
+
+    @property
+    def implemented(self) -> frozenset[OpMode]:
+        return frozenset(self.server.builders)
+
+    @property
+    def running(self) -> DeviceConfig:
+        return self.server.config  # type: ignore[no-any-return]
+
+    @property
+    def pending(self) -> DeviceConfig:
+        """The configuration being edited: the running one until something was changed."""
+        return self._pending if self._pending is not None else self.running
+
+    @property
+    def has_pending(self) -> bool:
+        return self._pending is not None and self._comparable(self._pending) != self._comparable(
+            self.running
+        )
+
+    def _comparable(self, config: DeviceConfig) -> DeviceConfig:
+        return attrs.evolve(config, password=self.running.password, identity=self.running.identity)
+
+    def set_pending(self, config: DeviceConfig) -> None:
+        """
+        Make C{config} the pending configuration.
+
+        @raise FieldErrors: when a port uses a mode this version lacks.
+        """
+        check_modes(config, self.implemented)
+        self._pending = config
+
+    def discard(self) -> None:
+        self._pending = None
+
+    def save_restart(self) -> Deferred[None]:
+        """
+        Apply the pending configuration to the running ports and save it
+        (the password and identity are always the running ones).
+
+        @raise FieldErrors: when the service refuses the configuration.
+        """
+        new = self._comparable(self.pending)
+        try:
+            d: Deferred[None] = self.server.apply_config(new)
+        except ValueError as e:
+            raise FieldErrors({"_form": str(e)}) from None
+        self._pending = None
+
+        def saved(_: object) -> None:
+            try:
+                self.server.save()
+            except OSError as e:
+                self._log.error("web console: settings in force but not saved: {error}", error=e)
+                raise SaveError(
+                    f"the settings are in force but the settings file could not be written: {e}"
+                ) from None
+            self._log.info("web console: settings applied and saved")
+
+        return d.addCallback(saved)
+
+    def factory_default(self, keep_network: bool) -> Deferred[None]:
+        """
+        Factory settings (ports in the service's default mode), keeping the
+        identity, the password and, if asked, the network settings; applied
+        and saved at once.
+        """
+        running = self.running
+        fresh = DeviceConfig().with_port_count(len(running.ports), self.server.default_mode)
+        fresh = attrs.evolve(
+            fresh,
+            identity=running.identity,
+            password=running.password,
+            network=running.network if keep_network else fresh.network,
+        )
+        self._pending = fresh
+        return self.save_restart()
+
+    # -- password --------------------------------------------------------------------------------
+
+    @property
+    def password_set(self) -> bool:
+        return bool(self.running.password.is_set)
+
+    def check_password(self, password: str) -> Deferred[bool]:
+        """Whether C{password} is the console password (scrypt, off the reactor thread)."""
+        stored: PasswordSettings = self.running.password
+        return self._run(lambda: stored.verify(password))
+
+    def claim_setup_token(self, token: str) -> bool:
+        """
+        Whether C{token} is the setup token; a right one is spent at once, so
+        two clients cannot both set the first password.
+        """
+        if (
+            self.setup_token is None
+            or self.password_set
+            or not same_token(token, self.setup_token)
+        ):
+            return False
+        self._claimed, self.setup_token = self.setup_token, None
+        return True
+
+    def first_password(self, password: str) -> Deferred[None]:
+        """Set the first password after L{claim_setup_token}; the token returns if that fails."""
+
+        def failed(f: Any) -> Any:
+            if not self.password_set:
+                self.setup_token = self._claimed
+            return f
+
+        return self.set_password(password).addErrback(failed)
+
+    def set_password(self, password: str, keep_session: str | None = None) -> Deferred[None]:
+        """
+        Hash and store C{password}, in force and saved at once; every other
+        session ends and the setup token is spent.
+        """
+
+        def store(hashed: PasswordSettings) -> None:
+            self.server.apply_config(attrs.evolve(self.server.config, password=hashed))
+            if self.server.store.path is None:
+                self._log.warn("web console: no --config, so the password is lost at restart")
+            try:
+                self.server.save()
+            except OSError as e:
+                self._log.error("web console: password in force but not saved: {error}", error=e)
+                raise SaveError(
+                    f"the password is in force but the settings file could not be written: {e}"
+                ) from None
+            self.setup_token = None
+            self.sessions.drop_all(keep=keep_session)
+            self._log.info("web console: password changed")
+
+        d: Deferred[PasswordSettings] = self._run(lambda: PasswordSettings.from_password(password))
+        return d.addCallback(store)
+
+    # -- status ----------------------------------------------------------------------------------
+
+    def identity(self) -> DeviceIdentity:
+        return self._identity(self.running, len(self.server.ports))
+
+    def uptime(self) -> float:
+        return uptime(self.server.started_at, self.clock.seconds())
+
+    def device_json(self) -> dict[str, Any]:
+        ident = self.identity()
+        return {
+            "model": ident.model.name,
+            "server_name": ident.server_name,
+            "server_location": self.running.basic.server_location,
+            "mac": ident.mac_text,
+            "serial_number": ident.serial_number,
+            "firmware": ident.firmware,
+            "uptime_s": int(self.uptime()),
+            "port_count": len(self.server.ports),
+        }
+
+    def port_status(self, index: int) -> dict[str, Any]:
+        """Live state of port C{index} (0-based): mode, peers, counters, modem lines, settings."""
+        port = self.server.ports[index]
+        channel = port.channel
+        net = self.server.net
+        modem = channel.modem
+        settings = channel.actual_settings or channel.effective_settings
+        return {
+            "port": index + 1,
+            "device": channel.device,
+            "mode": port.config.operating.mode.value,
+            "open": bool(channel.is_open),
+            "listeners": [
+                f"{proto}/{number}"
+                for proto, number in sorted(
+                    {(l.proto, l.port) for l in net.listeners if l.port_index == index}
+                )
+            ],
+            "peers": [
+                f"{c.remote_host}:{c.remote_port}"
+                for c in net.connections
+                if c.port_index == index
+            ],
+            "sessions": len(channel.sessions),
+            "counters": attrs.asdict(channel.stats),
+            "modem": None
+            if modem is None
+            else {"cts": modem.cts, "dsr": modem.dsr, "dcd": modem.dcd, "ri": modem.ri},
+            "settings": to_json(settings),
+            "settings_in_force": channel.actual_settings is not None,
+        }
+
+    def status_json(self) -> dict[str, Any]:
+        return {
+            "uptime_s": int(self.uptime()),
+            "pending": self.has_pending,
+            "ports": [self.port_status(i) for i in range(len(self.server.ports))],
+        }

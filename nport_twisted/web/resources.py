@@ -1,0 +1,197 @@
+# -*- test-case-name: tests.test_web -*-
+"""
+The twisted.web resource tree of the web console: the site, the root with
+the rules every request passes, and where the HTML pages
+(L{nport_twisted.web.pages}), the classic C{Set.htm}/C{09Set.htm}
+handlers (L{nport_twisted.web.classic}) and the JSON API under C{/api/v1}
+(L{nport_twisted.web.api}) hang.
+
+They stay thin: parsing and validation live in L{nport_twisted.web.forms},
+state and actions in L{nport_twisted.web.console}, HTML in
+L{nport_twisted.web.html}.  Security rules applied here (docs/web-console.md):
+
+  - every request: the accessible IP list, security headers (CSP without
+    inline code, no framing, no caching of pages), C{Server: MoxaHttp/2.2};
+  - no password yet: only the set-password page (it needs the setup token
+    from the log);
+  - pages and the API need a session: the C{nport_session} cookie
+    (HttpOnly, SameSite=Strict, Secure under HTTPS) or C{Authorization:
+    Bearer <token>} from C{POST /api/v1/session};
+  - state changes: HTML forms carry the session's CSRF token; cookie
+    requests to the API send it as C{X-CSRF-Token}; bearer requests need
+    none (browsers never add that header by themselves); classic
+    C{Set.htm} takes it as C{token_text} when given, and otherwise refuses
+    requests that a browser marks as cross-site;
+  - login and setup attempts are rate limited per client address.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.server import Request, Site
+
+from nport_twisted.web.api import ApiV1
+from nport_twisted.web.base import (
+    STATIC_DIR,
+    client_host,
+)
+from nport_twisted.web.classic import ClassicSaveRestart, ClassicSet
+from nport_twisted.web.console import WebConsole
+from nport_twisted.web.pages import (
+    AccessiblePage,
+    BasicPage,
+    ConfigPage,
+    ExportResource,
+    FactoryPage,
+    LoginPage,
+    LogoutPage,
+    MonitorPage,
+    NetworkPage,
+    OperatingPage,
+    OverviewPage,
+    PasswordPage,
+    RootPage,
+    SaveRestartPage,
+    SerialPage,
+    SetupPage,
+    WarningPage,
+)
+
+_CSP = (
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+class _Refused(Resource):
+    isLeaf = True
+
+    def __init__(self, code: int, text: str) -> None:
+        super().__init__()
+        self.code = code
+        self.text = text
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(self.code)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return self.text.encode() + b"\n"
+
+
+_TYPES = {
+    ".css": b"text/css; charset=utf-8",
+    ".js": b"text/javascript; charset=utf-8",
+    ".svg": b"image/svg+xml",
+    ".png": b"image/png",
+    ".ico": b"image/x-icon",
+}
+
+
+class StaticFile(Resource):
+    """One small file of the console, read once and served from memory."""
+
+    isLeaf = True
+
+    def __init__(self, data: bytes, content_type: bytes) -> None:
+        super().__init__()
+        self.data = data
+        self.content_type = content_type
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", self.content_type)
+        request.setHeader(b"cache-control", b"max-age=3600")
+        return self.data
+
+
+class StaticFiles(Resource):
+    """The console's CSS and script (public: the login page needs them)."""
+
+    def __init__(self, directory: str = STATIC_DIR) -> None:
+        super().__init__()
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            kind = _TYPES.get(os.path.splitext(name)[1])
+            if os.path.isfile(path) and kind is not None:
+                with open(path, "rb") as f:
+                    self.putChild(name.encode(), StaticFile(f.read(), kind))
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return NoResource()
+
+
+class Root(Resource):
+    """C{/}: headers and access rules for every request, then the pages."""
+
+    def __init__(self, console: WebConsole) -> None:
+        super().__init__()
+        self.console = console
+        pages: dict[bytes, Resource] = {
+            b"": RootPage(console),
+            b"login": LoginPage(console),
+            b"logout": LogoutPage(console),
+            b"setup": SetupPage(console),
+            b"overview": OverviewPage(console),
+            b"basic": BasicPage(console),
+            b"network": NetworkPage(console),
+            b"serial": SerialPage(console),
+            b"operating": OperatingPage(console),
+            b"accessible": AccessiblePage(console),
+            b"warning": WarningPage(console),
+            b"monitor": MonitorPage(console),
+            b"password": PasswordPage(console),
+            b"factory": FactoryPage(console),
+            b"saverestart": SaveRestartPage(console),
+            b"config": ConfigPage(console),
+            b"export": ExportResource(console),
+            b"Set.htm": ClassicSet(console),
+            b"09Set.htm": ClassicSaveRestart(console),
+            b"static": StaticFiles(),
+        }
+        for name, child in pages.items():
+            self.putChild(name, child)
+        api = Resource()
+        api.putChild(b"v1", ApiV1(console))
+        self.putChild(b"api", api)
+        self.putChild(b"main.htm", RootPage(console))  # where classic bookmarks point
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
+        request.setHeader(b"server", b"MoxaHttp/2.2")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"x-frame-options", b"DENY")
+        request.setHeader(b"referrer-policy", b"same-origin")
+        request.setHeader(b"content-security-policy", _CSP)
+        if path != b"static":
+            request.setHeader(b"cache-control", b"no-store")
+        host = client_host(request)
+        if host and not self.console.running.accessible_ip.allows(host):
+            return _Refused(403, "Forbidden")
+        if not self.console.running.basic.web_console:
+            return _Refused(
+                403,
+                "The web console is disabled (Basic Settings: web_console = no "
+                "in the settings file).",
+            )
+        child: IResource = super().getChildWithDefault(path, request)
+        return child
+
+
+class ConsoleSite(Site):
+    """The HTTP(S) site: drops connections from hosts outside the accessible IP list."""
+
+    displayTracebacks = False
+    noisy = False
+
+    def __init__(self, console: WebConsole, reactor: Any = None) -> None:
+        super().__init__(Root(console), reactor=reactor)
+        self.console = console
+
+    def buildProtocol(self, addr: Any) -> Any:
+        host = getattr(addr, "host", None)
+        if host is not None and not self.console.running.accessible_ip.allows(host):
+            return None
+        return super().buildProtocol(addr)
+
+    def log(self, request: Any) -> None:
+        """No access log: the monitor polls every second; logins are logged by the pages."""
