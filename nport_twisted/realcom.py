@@ -60,7 +60,7 @@ from nport_twisted.frontend import (
     set_keepalive,
     set_nodelay,
 )
-from nport_twisted.serialdev import ModemLines
+from nport_twisted.serialdev import ModemLines, write_now
 from nport_twisted.settings import (
     FlowControl,
     Parity,
@@ -185,7 +185,7 @@ class Pair:
 
     def serial_data(self, data: bytes) -> None:
         if self.data is not None:
-            self.data.transport.write(data)
+            write_now(self.data.transport, data)
             self.last_activity = self.port.clock.seconds()
 
     def modem_lines_changed(self, old: ModemLines, new: ModemLines) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Protocol
 
 import attrs
 import serial
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.interfaces import IReactorFDSet, ISSLTransport
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
@@ -130,12 +131,14 @@ def write_now(transport: Any, data: bytes) -> None:
     small write.  When the transport's buffer is empty, writing now keeps
     the order; what the kernel does not take is queued as usual (so flow
     control and producers behave as before), and any error is left to the
-    normal write path to report.  Transports without these internals (TLS,
-    test fakes) just get C{write}.
+    normal write path to report.  Only a plain C{FileDescriptor} (TCP
+    connection, SerialPort) takes the fast path; anything else (TLS, any
+    other wrapper, test fakes) just gets C{write}.
     """
-    if ISSLTransport.providedBy(transport):
-        # TLS wrappers forward unknown attributes to the TCP transport below:
-        # its writeSomeData would put plaintext on the wire.
+    if ISSLTransport.providedBy(transport) or not isinstance(transport, FileDescriptor):
+        # Wrappers (TLS, policies.ProtocolWrapper) forward unknown attributes to
+        # the transport below: its writeSomeData would bypass them (for TLS, put
+        # plaintext on the wire).
         transport.write(data)
         return
     try:

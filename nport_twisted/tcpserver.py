@@ -34,8 +34,9 @@ from nport_twisted.frontend import (
     PortContext,
     peer_host,
     set_keepalive,
+    set_nodelay,
 )
-from nport_twisted.serialdev import ModemLines
+from nport_twisted.serialdev import ModemLines, write_now
 from nport_twisted.settings import tcp_server_port
 
 
@@ -74,6 +75,10 @@ class TcpServerProtocol(Protocol):
         self._attached = True
         self._net = ctx.net.add_connection(self.transport, ctx.index)
         set_keepalive(self.transport, ctx.operating.tcp_alive_check_min)
+        # Serial data leaves in pieces of one device read (at most 4 KiB on a
+        # pty): with Nagle on, the second piece of a larger burst would wait
+        # for the client's delayed ACK (40 ms on Linux).
+        set_nodelay(self.transport)
         self.transport.registerProducer(JamProducer(ctx.channel, self), True)
         ctx.channel.attach(self)
         self._touch()
@@ -117,7 +122,7 @@ class TcpServerProtocol(Protocol):
     # -- IChannelSession ---------------------------------------------------------
 
     def serial_data(self, data: bytes) -> None:
-        self.transport.write(data)
+        write_now(self.transport, data)
         self._touch()
 
     def modem_lines_changed(self, old: ModemLines, new: ModemLines) -> None:

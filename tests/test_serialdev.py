@@ -357,3 +357,65 @@ class WriteNowTests(SynchronousTestCase):
         tls = Tls()
         write_now(tls, b"secret")
         self.assertEqual((tls.written, Raw.raw), ([b"secret"], []))
+
+
+class _Fd:
+    """Builds a FileDescriptor whose kernel side the test scripts."""
+
+    @staticmethod
+    def make(accept: list[object]) -> "object":
+        from twisted.internet.abstract import FileDescriptor
+        from twisted.internet.testing import MemoryReactor
+
+        class Fd(FileDescriptor):
+            def __init__(self) -> None:
+                super().__init__(MemoryReactor())
+                self.connected = True
+                self.sent: list[bytes] = []
+
+            def writeSomeData(self, data: bytes) -> object:
+                result = accept.pop(0)
+                if isinstance(result, int):
+                    self.sent.append(bytes(data[:result]))
+                return result
+
+        return Fd()
+
+
+def _queued(fd: object) -> bytes:
+    return bytes(fd.dataBuffer[fd.offset:]) + b"".join(fd._tempDataBuffer)  # type: ignore[attr-defined]
+
+
+class WriteNowPathTests(SynchronousTestCase):
+    """write_now on a plain FileDescriptor: direct when idle, queued otherwise, never reordered."""
+
+    def test_idle_write_goes_out_at_once(self) -> None:
+        """With nothing queued, all bytes the kernel takes leave at once and nothing is queued."""
+        from nport_twisted.serialdev import write_now
+        fd = _Fd.make([5])
+        write_now(fd, b"hello")
+        self.assertEqual((fd.sent, _queued(fd)), ([b"hello"], b""))  # type: ignore[attr-defined]
+
+    def test_partial_write_queues_the_rest(self) -> None:
+        """What the kernel does not take is queued in order for the normal write path."""
+        from nport_twisted.serialdev import write_now
+        fd = _Fd.make([3])
+        write_now(fd, b"0123456789")
+        self.assertEqual((fd.sent, _queued(fd)), ([b"012"], b"3456789"))  # type: ignore[attr-defined]
+
+    def test_error_left_to_write_path(self) -> None:
+        """An error from the direct write queues the bytes so the normal path reports the loss."""
+        from twisted.internet.error import ConnectionLost
+
+        from nport_twisted.serialdev import write_now
+        fd = _Fd.make([ConnectionLost()])
+        write_now(fd, b"data")
+        self.assertEqual(_queued(fd), b"data")
+
+    def test_busy_transport_appends(self) -> None:
+        """With bytes already queued, new bytes are appended, not sent ahead of them."""
+        from nport_twisted.serialdev import write_now
+        fd = _Fd.make([2])
+        write_now(fd, b"abcd")  # 2 sent, "cd" queued
+        write_now(fd, b"ef")  # must not jump the queue
+        self.assertEqual((fd.sent, _queued(fd)), ([b"ab"], b"cdef"))  # type: ignore[attr-defined]

@@ -1,0 +1,96 @@
+# -*- test-case-name: tests.test_benchmarks_smoke -*-
+"""
+Smoke test of the benchmark runner (benchmarks/run.py) in its quickest form.
+
+It checks that a run completes, relays every byte unchanged and stops every
+process it started; it does not judge the figures (a loaded CI machine makes
+them meaningless).  The benchmark itself is ``python benchmarks/run.py``
+(docs/performance.md).  The ser2net part runs only where ser2net is
+installed; the runner never installs anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.e2e_util import REPO_ROOT, have_ptys
+
+RUNNER = os.path.join(REPO_ROOT, "benchmarks", "run.py")
+QUICKEST = ["--quick", "--duration", "0.5", "--tp-seconds", "0.5", "--rtt-count", "100"]
+
+
+def _ours(pid: int) -> bool:
+    """Whether C{pid} is still one of the runner's processes (not a reused pid)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+    except OSError:
+        return False
+    return any(word in cmd for word in (b"echo_device.py", b"twisted_client.py", b"twistd",
+                                        b"ser2net"))
+
+
+class RunnerSmokeTests(SynchronousTestCase):
+    """benchmarks/run.py --quick, bounded in time."""
+
+    def setUp(self) -> None:
+        if not sys.platform.startswith("linux") or not have_ptys():
+            raise SkipTest("the benchmark needs Linux ptys and /proc")
+        self.dir = tempfile.mkdtemp(prefix="bench-smoke-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+
+    def run_runner(self, *args: str, env: dict[str, str] | None = None,
+                   ) -> tuple[int, str, dict[str, object]]:
+        out = os.path.join(self.dir, "out.json")
+        proc = subprocess.run(
+            [sys.executable, RUNNER, *args, "--json", out],
+            capture_output=True, text=True, timeout=60, cwd=self.dir, env=env, check=False)
+        result: dict[str, object] = {}
+        if os.path.exists(out):
+            with open(out) as f:
+                result = json.load(f)
+        return proc.returncode, proc.stdout + proc.stderr, result
+
+    def assert_clean(self, result: dict[str, object], names: list[str], realcom: bool) -> None:
+        for section in ["raw", *(["realcom"] if realcom else [])]:
+            for name in names:
+                figures = result[section][name]  # type: ignore[index]
+                self.assertEqual(figures["load"]["bytes_lost"], 0, (section, name))
+                self.assertEqual(figures["load"]["bytes_corrupt"], 0, (section, name))
+                self.assertEqual(figures["tp"]["bytes_lost"], 0, (section, name))
+                self.assertEqual(figures["tp"]["bytes_corrupt"], 0, (section, name))
+                self.assertEqual(figures["rtt"]["count"], 100, (section, name))
+        pids = result["child_pids"]
+        self.assertTrue(pids)
+        self.assertEqual([p for p in pids if _ours(p)], [])  # type: ignore[union-attr]
+
+    def test_nport(self) -> None:
+        """Against nport-twisted (TCP Server and Real COM), two ports: every byte comes back."""
+        code, output, result = self.run_runner(*QUICKEST, "--ports", "2", "--only", "nport")
+        self.assertEqual(code, 0, output)
+        self.assertIn("nport-twisted", output)
+        self.assert_clean(result, ["nport"], realcom=True)
+
+    def test_ser2net(self) -> None:
+        """Against ser2net (chardelay off and on), one port, when ser2net is installed."""
+        if shutil.which("ser2net") is None:
+            raise SkipTest("ser2net is not installed (Debian: apt-get install ser2net)")
+        code, output, result = self.run_runner(*QUICKEST, "--ports", "1", "--only", "ser2net",
+                                               "--no-realcom")
+        self.assertEqual(code, 0, output)
+        self.assert_clean(result, ["ser2net_off", "ser2net_on"], realcom=False)
+
+    def test_ser2net_missing(self) -> None:
+        """Without ser2net the runner says how to install it and exits 2, starting nothing."""
+        env = dict(os.environ, PATH=self.dir)
+        code, output, result = self.run_runner("--quick", env=env)
+        self.assertEqual(code, 2, output)
+        self.assertIn("apt-get install ser2net", output)
+        self.assertEqual(result, {})
