@@ -256,7 +256,7 @@ class NPortServer(Server):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.pop("TWISTED_REACTOR", None)
-        from nport_twisted.models import MAX_PORTS  # ports one process can present (16)
+        from nport_twisted.config.models import MAX_PORTS  # ports one process can present (16)
 
         groups = [paths[i:i + MAX_PORTS] for i in range(0, len(paths), MAX_PORTS)]
         for g, group in enumerate(groups):

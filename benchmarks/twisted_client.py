@@ -2,7 +2,7 @@
 The benchmark's Twisted client, run by run.py as a subprocess.
 
 ``kind`` "realcom": each port is opened with our Real COM client
-(nport_twisted.realcom_client.connect: command then data connection,
+(nport_twisted.tools.realcom_client.connect: command then data connection,
 PORT_INIT at 921600 8N1, TX_FIFO) and its data connection carries the
 bytes.  ``kind`` "raw": a plain Twisted protocol on a raw TCP port
 (ser2net).  Both run the same measurements on the same reactor, so the
@@ -86,7 +86,7 @@ async def open_port(reactor: Any, host: str, spec: dict[str, Any], i: int) -> Po
         port.write = proto.transport.write  # type: ignore[union-attr]
         port.close = proto.transport.abortConnection  # type: ignore[union-attr]
     else:
-        from nport_twisted.realcom_client import connect
+        from nport_twisted.tools.realcom_client import connect
 
         client = await connect(reactor, host, spec["data_ports"][i], spec["command_ports"][i],
                                baudrate=921600, on_data=port.got, command_timeout=10)

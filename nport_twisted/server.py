@@ -19,11 +19,11 @@ from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
 
-from nport_twisted.channel import SerialChannel
-from nport_twisted.configfile import SettingsStore
-from nport_twisted.frontend import NetTable, PortContext
-from nport_twisted.serialdev import Opener
-from nport_twisted.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.config.store import SettingsStore
+from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.device.adapter import Opener
+from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 
 FrontendBuilder = Callable[[PortContext], service.IService]
 
@@ -36,12 +36,12 @@ def disabled_frontend(ctx: PortContext) -> service.IService:
 #: Operating mode -> "module:function" building its front-end services.  Imported
 #: lazily so that twistd's plugin scan and --help stay cheap.
 _FRONTENDS: dict[OpMode, str] = {
-    OpMode.REAL_COM: "nport_twisted.realcom:realcom_frontend",
-    OpMode.TCP_SERVER: "nport_twisted.tcpserver:tcp_server_frontend",
+    OpMode.REAL_COM: "nport_twisted.modes.realcom:realcom_frontend",
+    OpMode.TCP_SERVER: "nport_twisted.modes.tcpserver:tcp_server_frontend",
     OpMode.DISABLED: "nport_twisted.server:disabled_frontend",
-    OpMode.RFC2217: "nport_twisted.rfc2217:rfc2217_frontend",
-    OpMode.TCP_CLIENT: "nport_twisted.tcpclient:tcp_client_frontend",
-    OpMode.UDP: "nport_twisted.udpmode:udp_frontend",
+    OpMode.RFC2217: "nport_twisted.modes.rfc2217:rfc2217_frontend",
+    OpMode.TCP_CLIENT: "nport_twisted.modes.tcpclient:tcp_client_frontend",
+    OpMode.UDP: "nport_twisted.modes.udp:udp_frontend",
 }
 
 

@@ -19,9 +19,9 @@ from twisted.python import usage
 
 from nport_twisted import __version__
 from nport_twisted._exceptions import ConfigError
-from nport_twisted.configfile import SettingsStore
-from nport_twisted.models import default_model, find_model
-from nport_twisted.settings import DeviceConfig, OpMode
+from nport_twisted.config.store import SettingsStore
+from nport_twisted.config.models import default_model, find_model
+from nport_twisted.config.settings import DeviceConfig, OpMode
 
 _MODE_NAMES = ", ".join(m.value for m in OpMode)
 
@@ -184,7 +184,7 @@ def makeService(options: Options) -> service.IService:
     """Build the NPort service from parsed options (the reactor is imported here, not globally)."""
     from twisted.internet import reactor
 
-    from nport_twisted.serialdev import open_serial_port
+    from nport_twisted.device.adapter import open_serial_port
     from nport_twisted.server import NPortService
 
     config: DeviceConfig = options["device_config"]
@@ -195,7 +195,7 @@ def makeService(options: Options) -> service.IService:
         dsci_port=options["dsci-port"],
     )
     # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
-    from nport_twisted.discovery import device_services
+    from nport_twisted.services.discovery import device_services
     for child in device_services(svc):
         child.setServiceParent(svc)
     # Web console and JSON API (TCP 80 + offset; optional HTTPS).

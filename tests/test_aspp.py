@@ -1,5 +1,5 @@
 """
-Tests for `nport_twisted.aspp`, the ASPP (Real COM command port) codec.
+Tests for `nport_twisted.wire.aspp`, the ASPP (Real COM command port) codec.
 
 Byte sequences are the ones of the Real COM specification (realcom.md).
 """
@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted import aspp
-from nport_twisted.aspp import (
+from nport_twisted.wire import aspp
+from nport_twisted.wire.aspp import (
     Alive,
     AsppError,
     BreakCountQuery,

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_channel -*-
 """
-Tests for L{nport_twisted.channel}: the serial channel core, driven with a
+Tests for L{nport_twisted.device.channel}: the serial channel core, driven with a
 L{task.Clock} and the shipped L{FakeSerialDevice}.
 """
 
@@ -17,10 +17,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from nport_twisted.channel import IChannelSession, LineEvents, SerialChannel
-from nport_twisted.packing import DelimiterProcess, PackingConfig
-from nport_twisted.serialdev import ISerialControl, LineCounters, ModemLines, SerialHandle
-from nport_twisted.settings import FlowControl, Parity, SerialSettings
+from nport_twisted.device.channel import IChannelSession, LineEvents, SerialChannel
+from nport_twisted.wire.packing import DelimiterProcess, PackingConfig
+from nport_twisted.device.adapter import ISerialControl, LineCounters, ModemLines, SerialHandle
+from nport_twisted.config.settings import FlowControl, Parity, SerialSettings
 from nport_twisted.testing import FakeSerialControl, FakeSerialDevice
 
 CONFIGURED = SerialSettings(baudrate=9600, bytesize=7, parity=Parity.EVEN, stopbits=2)

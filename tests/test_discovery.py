@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_discovery -*-
 """
-Tests for L{nport_twisted.identity} and L{nport_twisted.discovery}: the
+Tests for L{nport_twisted.config.identity} and L{nport_twisted.services.discovery}: the
 device identity, the UDP 4800 DSCI responder, the Auto IP Report and the
 TCP 4900 capture.
 
@@ -25,9 +25,9 @@ from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, S
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from nport_twisted import dsci
-from nport_twisted.configfile import SettingsStore
-from nport_twisted.discovery import (
+from nport_twisted.wire import dsci
+from nport_twisted.config.store import SettingsStore
+from nport_twisted.services.discovery import (
     CAPTURE_FILE,
     AutoReportService,
     CaptureFactory,
@@ -46,8 +46,8 @@ from nport_twisted.discovery import (
     pack_pktinfo,
     unpack_pktinfo,
 )
-from nport_twisted.frontend import ConnectionInfo, ListenerInfo, NetTable
-from nport_twisted.identity import (
+from nport_twisted.net.frontend import ConnectionInfo, ListenerInfo, NetTable
+from nport_twisted.config.identity import (
     DeviceIdentity,
     HostNetwork,
     InterfaceAddress,
@@ -68,9 +68,9 @@ from nport_twisted.identity import (
     resolve_identity,
     uptime,
 )
-from nport_twisted.models import MODELS
+from nport_twisted.config.models import MODELS
 from nport_twisted.server import NPortService
-from nport_twisted.settings import (
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,
@@ -807,7 +807,7 @@ class DsciServiceTests(TestCase):
 
     def test_port_in_use(self) -> None:
         """A taken UDP port fails start-up with a ListenError naming it."""
-        from nport_twisted.frontend import ListenError
+        from nport_twisted.net.frontend import ListenError
         taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
@@ -819,7 +819,7 @@ class DsciServiceTests(TestCase):
 
     def test_dsci_port_overrides_offset(self) -> None:
         """--dsci-port is used as it is, whatever the port offset (the drivers only ask on 4800)."""
-        from nport_twisted.frontend import ListenError
+        from nport_twisted.net.frontend import ListenError
         taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))

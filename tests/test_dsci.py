@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_dsci -*-
 """
-Tests for L{nport_twisted.dsci}, the UDP 4800 DSCI and Auto IP Report codec.
+Tests for L{nport_twisted.wire.dsci}, the UDP 4800 DSCI and Auto IP Report codec.
 
 Fixtures marked "real" are datagrams quoted in dsci.md §4-§5.
 """
@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted import dsci
-from nport_twisted.dsci import (
+from nport_twisted.wire import dsci
+from nport_twisted.wire.dsci import (
     DeviceId,
     DsciError,
     DsciStatusError,

@@ -14,7 +14,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred
 from twisted.trial.unittest import SkipTest, TestCase
 
-from nport_twisted.realcom_client import RealComClient, connect
+from nport_twisted.tools.realcom_client import RealComClient, connect
 from tests.e2e_util import (
     LOOPBACK,
     Pty,

@@ -825,8 +825,8 @@ def scenario_corrupt_settings(variants: int = 8) -> Figures:
     be valid is applied.  The good file then restores the settings.
     """
     from nport_twisted._exceptions import ConfigError
-    from nport_twisted.configfile import loads
-    from nport_twisted.settings import OpMode
+    from nport_twisted.config.store import loads
+    from nport_twisted.config.settings import OpMode
 
     start = time.monotonic()
     device = PtyDevice()
@@ -929,7 +929,7 @@ def _enospc_after(limit: int) -> Iterator[None]:
     """Without a real tiny filesystem: writes to the settings temp file fail with ENOSPC after C{limit} bytes."""
     from unittest import mock
 
-    from nport_twisted import configfile
+    from nport_twisted.config import store as configfile
 
     real_fdopen = os.fdopen
 
@@ -963,9 +963,9 @@ def scenario_disk_full(rounds: int = 4) -> Figures:
     import attrs
     from twisted.internet.testing import MemoryReactorClock
 
-    from nport_twisted.configfile import SettingsStore, dumps
+    from nport_twisted.config.store import SettingsStore, dumps
     from nport_twisted.server import NPortService
-    from nport_twisted.settings import DeviceConfig, OpMode
+    from nport_twisted.config.settings import DeviceConfig, OpMode
     from nport_twisted.testing import FakeSerialDevice
 
     start = time.monotonic()

@@ -22,7 +22,7 @@ adds what they lack:
 * the settings file: arbitrary, structured and mutated text gives a
   L{ConfigError} or a valid L{DeviceConfig} that survives a save and load.
 
-For RFC 2217 (C{nport_twisted/telnet.py}, C{nport_twisted/rfc2217.py}):
+For RFC 2217 (C{nport_twisted/wire/telnet.py}, C{nport_twisted/modes/rfc2217.py}):
 any chunking of any byte stream gives the same telnet events, COM-PORT-OPTION
 messages have one canonical form, option negotiation between our table and
 any peer ends and agrees, and the server fed arbitrary telnet stays up and
@@ -63,24 +63,26 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted import aspp, dsci
-from nport_twisted import telnet as t
+from nport_twisted.wire import aspp
+
+from nport_twisted.wire import dsci
+from nport_twisted.wire import telnet as t
 from nport_twisted._exceptions import ConfigError
-from nport_twisted.channel import SerialChannel
-from nport_twisted.configfile import SettingsStore, dumps, import_config, loads
-from nport_twisted.discovery import DsciProtocol, Outgoing, PacketInfo, RateLimiter
-from nport_twisted.frontend import ConnectionInfo, ListenerInfo, NetTable, PortContext
-from nport_twisted.identity import HostNetwork, InterfaceAddress, parse_routes, resolve_identity
-from nport_twisted.packing import DelimiterProcess, Packer, PackingConfig
-from nport_twisted.realcom import (
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.config.store import SettingsStore, dumps, import_config, loads
+from nport_twisted.services.discovery import DsciProtocol, Outgoing, PacketInfo, RateLimiter
+from nport_twisted.net.frontend import ConnectionInfo, ListenerInfo, NetTable, PortContext
+from nport_twisted.config.identity import HostNetwork, InterfaceAddress, parse_routes, resolve_identity
+from nport_twisted.wire.packing import DelimiterProcess, Packer, PackingConfig
+from nport_twisted.modes.realcom import (
     CommandProtocol,
     DataProtocol,
     RealComOptions,
     RealComPort,
     TcpServerCommandPort,
 )
-from nport_twisted.serialdev import LineCounters, ModemLines
-from nport_twisted.settings import (
+from nport_twisted.device.adapter import LineCounters, ModemLines
+from nport_twisted.config.settings import (
     MAX_BAUDRATE,
     AccessibleIP,
     AccessibleIPSettings,
@@ -101,7 +103,7 @@ from nport_twisted.settings import (
     SerialSettings,
     UdpDestination,
 )
-from nport_twisted.tcpserver import TcpServerFactory
+from nport_twisted.modes.tcpserver import TcpServerFactory
 from nport_twisted.testing import FakeSerialDevice
 from tests.test_aspp import _requests as aspp_requests
 from tests.test_packing import configs as packing_configs
@@ -706,7 +708,7 @@ def check_rfc2217_fuzz(ops: list[tuple[str, Any]], clients: int) -> None:
     COM-PORT-OPTION messages are all server messages (code + 100), and the
     client's data reaches the device in order.
     """
-    from nport_twisted.rfc2217 import Rfc2217Factory
+    from nport_twisted.modes.rfc2217 import Rfc2217Factory
 
     clock = Clock()
     device = FakeSerialDevice(lines=ModemLines())

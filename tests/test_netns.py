@@ -66,7 +66,7 @@ class BroadcastSearchTests(TestCase):
 
     def _search(self, *args: str) -> list[dict[str, object]]:
         result = subprocess.run(
-            ["ip", "netns", "exec", self.search_ns, sys.executable, "-m", "nport_twisted.search",
+            ["ip", "netns", "exec", self.search_ns, sys.executable, "-m", "nport_twisted.tools.search",
              "--json", *args],
             capture_output=True, text=True, env=child_env(), timeout=20, check=False)
         self.assertEqual(result.returncode, 0, result.stderr)

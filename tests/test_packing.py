@@ -1,5 +1,5 @@
 """
-Tests for L{nport_twisted.packing}.
+Tests for L{nport_twisted.wire.packing}.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted.packing import DelimiterProcess, Packer, PackingConfig
+from nport_twisted.wire.packing import DelimiterProcess, Packer, PackingConfig
 
 P = DelimiterProcess
 

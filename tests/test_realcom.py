@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_realcom -*-
 """
-Tests for L{nport_twisted.realcom}, the Real COM (ASPP) front-end.
+Tests for L{nport_twisted.modes.realcom}, the Real COM (ASPP) front-end.
 
 The request and reply bytes are the ones of the Real COM specification
 (realcom.md): what MOXA's Linux driver sends on open, close, tcsetattr and
@@ -26,17 +26,17 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from nport_twisted.channel import SerialChannel
-from nport_twisted.frontend import ConnectionInfo, ListenerService, NetTable, PortContext
-from nport_twisted.realcom import (
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.net.frontend import ConnectionInfo, ListenerService, NetTable, PortContext
+from nport_twisted.modes.realcom import (
     CommandProtocol,
     DataProtocol,
     RealComOptions,
     RealComPort,
     realcom_frontend,
 )
-from nport_twisted.serialdev import LineCounters, ModemLines, OpenedSerial, SerialHandle
-from nport_twisted.settings import (
+from nport_twisted.device.adapter import LineCounters, ModemLines, OpenedSerial, SerialHandle
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     FlowControl,
@@ -45,7 +45,7 @@ from nport_twisted.settings import (
     SerialSettings,
 )
 from nport_twisted.testing import FakeSerialDevice
-from nport_twisted.tlsutil import CERT_FILE, certificate_path, tls_endpoint_options
+from nport_twisted.config.tls import CERT_FILE, certificate_path, tls_endpoint_options
 
 
 def h(text: str) -> bytes:

@@ -1,5 +1,5 @@
 """
-Tests for L{nport_twisted.realcom_client}: the Real COM client against our
+Tests for L{nport_twisted.tools.realcom_client}: the Real COM client against our
 own Real COM front-end, in memory (iosim pumps over a MemoryReactorClock, a
 FakeSerialDevice as the serial port).  Expected bytes are those of
 realcom.md §3.
@@ -16,11 +16,11 @@ from twisted.python.failure import Failure
 from twisted.test.iosim import ConnectionCompleter, IOPump
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted import aspp
-from nport_twisted.channel import SerialChannel
-from nport_twisted.frontend import NetTable, PortContext
-from nport_twisted.realcom import CommandProtocol, DataProtocol, RealComPort
-from nport_twisted.realcom_client import (
+from nport_twisted.wire import aspp
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.modes.realcom import CommandProtocol, DataProtocol, RealComPort
+from nport_twisted.tools.realcom_client import (
     LINUX_DEFAULT,
     BaudRateRejected,
     CommandFailed,
@@ -34,8 +34,8 @@ from nport_twisted.realcom_client import (
     connect,
     line_settings,
 )
-from nport_twisted.serialdev import ModemLines
-from nport_twisted.settings import AccessibleIPSettings, OperatingSettings, SerialSettings
+from nport_twisted.device.adapter import ModemLines
+from nport_twisted.config.settings import AccessibleIPSettings, OperatingSettings, SerialSettings
 from nport_twisted.testing import FakeSerialDevice
 
 DATA_PORT = 950
@@ -613,7 +613,7 @@ class LossTests(SynchronousTestCase):
 
 
 class CommandLineTests(SynchronousTestCase):
-    """The ``python -m nport_twisted.realcom_client`` arguments."""
+    """The ``python -m nport_twisted.tools.realcom_client`` arguments."""
 
     def test_options_after_host(self) -> None:
         """Options may follow the host, as in the documented usage."""

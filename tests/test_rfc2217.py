@@ -1,5 +1,5 @@
 """
-Tests for RFC 2217 mode (nport_twisted.rfc2217): the protocol over in-memory
+Tests for RFC 2217 mode (nport_twisted.modes.rfc2217): the protocol over in-memory
 transports, and pyserial's real ``rfc2217://`` client against the running
 service on a pty.
 """
@@ -19,13 +19,13 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from nport_twisted import telnet as t
-from nport_twisted.channel import IChannelSession, SerialChannel
-from nport_twisted.frontend import NetTable, PortContext
-from nport_twisted.rfc2217 import Rfc2217Factory, Rfc2217Protocol, rfc2217_frontend
-from nport_twisted.serialdev import LineCounters, ModemLines
+from nport_twisted.wire import telnet as t
+from nport_twisted.device.channel import IChannelSession, SerialChannel
+from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.modes.rfc2217 import Rfc2217Factory, Rfc2217Protocol, rfc2217_frontend
+from nport_twisted.device.adapter import LineCounters, ModemLines
 from nport_twisted.server import frontend_builders
-from nport_twisted.settings import (
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     FlowControl,
@@ -34,8 +34,8 @@ from nport_twisted.settings import (
     Parity,
     SerialSettings,
 )
-from nport_twisted.telnet import ComPortCommand as Cmd
-from nport_twisted.telnet import ComPortMessage
+from nport_twisted.wire.telnet import ComPortCommand as Cmd
+from nport_twisted.wire.telnet import ComPortMessage
 from nport_twisted.testing import FakeSerialDevice
 from tests.e2e_util import LOOPBACK, Pty, Service, free_port_offset, have_ptys
 

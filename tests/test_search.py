@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_search -*-
 """
-Tests for L{nport_twisted.search} (C{nport-search}), ending with the real
+Tests for L{nport_twisted.tools.search} (C{nport-search}), ending with the real
 service: C{twistd -n nport} in a subprocess, found over loopback.
 """
 
@@ -21,9 +21,9 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from nport_twisted import dsci
-from nport_twisted.identity import InterfaceAddress
-from nport_twisted.search import (
+from nport_twisted.wire import dsci
+from nport_twisted.config.identity import InterfaceAddress
+from nport_twisted.tools.search import (
     Device,
     Searcher,
     Target,

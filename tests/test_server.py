@@ -9,9 +9,9 @@ import attrs
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted.configfile import SettingsStore
+from nport_twisted.config.store import SettingsStore
 from nport_twisted.server import NPortService
-from nport_twisted.settings import DeviceConfig, OpMode, Parity
+from nport_twisted.config.settings import DeviceConfig, OpMode, Parity
 from nport_twisted.testing import FakeSerialDevice
 
 

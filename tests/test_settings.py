@@ -1,6 +1,6 @@
 """
-Tests for L{nport_twisted.settings}, L{nport_twisted.models} and
-L{nport_twisted.configfile}.
+Tests for L{nport_twisted.config.settings}, L{nport_twisted.config.models} and
+L{nport_twisted.config.store}.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import attrs
 from twisted.trial.unittest import SynchronousTestCase
 
 from nport_twisted._exceptions import ConfigError
-from nport_twisted.configfile import SettingsStore, atomic_write, dumps, import_config, loads
-from nport_twisted.models import MAX_PORTS, default_model, find_model
-from nport_twisted.packing import DelimiterProcess
-from nport_twisted.settings import (
+from nport_twisted.config.store import SettingsStore, atomic_write, dumps, import_config, loads
+from nport_twisted.config.models import MAX_PORTS, default_model, find_model
+from nport_twisted.wire.packing import DelimiterProcess
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,

@@ -1,5 +1,5 @@
 """
-Tests for TCP Client mode (nport_twisted.tcpclient): connection attempts on
+Tests for TCP Client mode (nport_twisted.modes.tcpclient): connection attempts on
 a MemoryReactorClock completed or refused by hand, a FakeSerialDevice as the
 serial port, and one loopback test on the real reactor.
 """
@@ -19,17 +19,17 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from nport_twisted.channel import IChannelSession, SerialChannel
-from nport_twisted.frontend import NetTable, PortContext
-from nport_twisted.serialdev import ModemLines
-from nport_twisted.settings import (
+from nport_twisted.device.channel import IChannelSession, SerialChannel
+from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.device.adapter import ModemLines
+from nport_twisted.config.settings import (
     AccessibleIPSettings,
     ConnectionControl,
     OperatingSettings,
     OpMode,
     SerialSettings,
 )
-from nport_twisted.tcpclient import (
+from nport_twisted.modes.tcpclient import (
     BUFFER_SIZE,
     CONNECT_TIMEOUT,
     STOP_GRACE,
@@ -604,9 +604,9 @@ class LoopbackTests(TestCase):
         """The port connects to a loopback server, relays both ways, and reconnects after the server drops it."""
         from twisted.internet import reactor as global_reactor
 
-        from nport_twisted.configfile import SettingsStore
+        from nport_twisted.config.store import SettingsStore
         from nport_twisted.server import NPortService
-        from nport_twisted.settings import DeviceConfig
+        from nport_twisted.config.settings import DeviceConfig
         from tests.e2e_util import poll_until
 
         reactor: Any = global_reactor

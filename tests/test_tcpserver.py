@@ -1,5 +1,5 @@
 """
-Tests for TCP Server mode (nport_twisted.tcpserver) over in-memory transports.
+Tests for TCP Server mode (nport_twisted.modes.tcpserver) over in-memory transports.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from nport_twisted.channel import IChannelSession, SerialChannel
-from nport_twisted.frontend import NetTable, PortContext
-from nport_twisted.settings import AccessibleIP, AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
-from nport_twisted.tcpserver import TcpServerFactory, TcpServerProtocol, tcp_server_frontend
+from nport_twisted.device.channel import IChannelSession, SerialChannel
+from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.config.settings import AccessibleIP, AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
+from nport_twisted.modes.tcpserver import TcpServerFactory, TcpServerProtocol, tcp_server_frontend
 from nport_twisted.testing import FakeSerialDevice
 
 
@@ -239,7 +239,7 @@ class CommandPortTests(SynchronousTestCase):
     """TCP Server mode's command port speaks ASPP on the same channel."""
 
     def _command(self, h: Harness) -> tuple[Any, _Transport]:
-        from nport_twisted.realcom import CommandProtocol, TcpServerCommandPort
+        from nport_twisted.modes.realcom import CommandProtocol, TcpServerCommandPort
         port = TcpServerCommandPort(h.ctx)
         proto = CommandProtocol(port)
         transport = _Transport("10.0.0.1")

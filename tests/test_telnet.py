@@ -1,5 +1,5 @@
 """
-Tests for the sans-IO telnet / RFC 2217 codec (nport_twisted.telnet).
+Tests for the sans-IO telnet / RFC 2217 codec (nport_twisted.wire.telnet).
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted import telnet as t
-from nport_twisted.telnet import (
+from nport_twisted.wire import telnet as t
+from nport_twisted.wire.telnet import (
     Command,
     ComPortCommand,
     ComPortMessage,

@@ -1,5 +1,5 @@
 """
-Tests for UDP mode (nport_twisted.udpmode): a recording datagram transport
+Tests for UDP mode (nport_twisted.modes.udp): a recording datagram transport
 for everything that involves addresses other than loopback (no packet is
 sent), then real sockets on 127.0.0.0/8 only, and the real service in a
 subprocess.
@@ -22,9 +22,9 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
-from nport_twisted.channel import IChannelSession, SerialChannel
-from nport_twisted.frontend import ListenerInfo, ListenError, NetTable, PortContext
-from nport_twisted.settings import (
+from nport_twisted.device.channel import IChannelSession, SerialChannel
+from nport_twisted.net.frontend import ListenerInfo, ListenError, NetTable, PortContext
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     OperatingSettings,
@@ -33,7 +33,7 @@ from nport_twisted.settings import (
     UdpDestination,
 )
 from nport_twisted.testing import FakeSerialDevice
-from nport_twisted.udpmode import (
+from nport_twisted.modes.udp import (
     MAX_DATAGRAM,
     MAX_DESTINATIONS,
     UdpModeProtocol,
@@ -171,7 +171,7 @@ class ExpandDestinationsTests(SynchronousTestCase):
 class EndpointTests(SynchronousTestCase):
     def test_parse(self) -> None:
         """Port and interface come out of the endpoint strings NPortService builds."""
-        from nport_twisted.frontend import split_endpoint
+        from nport_twisted.net.frontend import split_endpoint
         self.assertEqual(split_endpoint("udp:14001"), ("udp", 14001, ""))
         self.assertEqual(split_endpoint("udp:4002:interface=127.0.0.1"), ("udp", 4002, "127.0.0.1"))
         self.assertEqual(split_endpoint("udp:4001:interface=\\:\\:1"), ("udp", 4001, "::1"))

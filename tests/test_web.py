@@ -24,11 +24,11 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from nport_twisted.configfile import SettingsStore
-from nport_twisted.identity import resolve_identity
-from nport_twisted.packing import DelimiterProcess
+from nport_twisted.config.store import SettingsStore
+from nport_twisted.config.identity import resolve_identity
+from nport_twisted.wire.packing import DelimiterProcess
 from nport_twisted.server import NPortService, frontend_builders
-from nport_twisted.settings import (
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,
@@ -1542,7 +1542,7 @@ class ServiceTests(WebTestCase):
     def test_listeners(self) -> None:
         """web_services listens on 80 and 443 plus the offset, on the server's interface."""
         pem = os.path.abspath(self.mktemp())
-        from nport_twisted.tlsutil import generate_pem
+        from nport_twisted.config.tls import generate_pem
 
         with open(pem, "wb") as f:
             f.write(generate_pem())

@@ -31,9 +31,9 @@ from twisted.internet.threads import deferToThread
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 
-from nport_twisted.configfile import SettingsStore
+from nport_twisted.config.store import SettingsStore
 from nport_twisted.server import NPortService
-from nport_twisted.settings import DeviceConfig, Identity, OperatingSettings, OpMode, PortConfig
+from nport_twisted.config.settings import DeviceConfig, Identity, OperatingSettings, OpMode, PortConfig
 from nport_twisted.testing import FakeSerialDevice
 from nport_twisted.web import WebConsole, web_services
 from tests.e2e_util import free_port_offset, poll_until, tcp_connect

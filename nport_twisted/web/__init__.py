@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.application import service
 
-from nport_twisted.frontend import ListenerService
+from nport_twisted.net.frontend import ListenerService
 from nport_twisted.web.console import WebConsole
 from nport_twisted.web.resources import ConsoleSite
 
@@ -54,7 +54,7 @@ def web_services(
     and, if given, HTTPS on C{https_port}, both shifted by the server's port
     offset and bound to its interface.  C{cert} is a PEM file holding the
     key and certificate; without one a self-signed certificate is generated
-    once and kept beside the settings file (L{nport_twisted.tlsutil}).
+    once and kept beside the settings file (L{nport_twisted.config.tls}).
     C{http_port=None} serves HTTPS only.
     """
     console = console if console is not None else WebConsole(server)
@@ -70,7 +70,7 @@ def web_services(
         if cert is not None:
             options = f":privateKey={_quote(cert)}:certKey={_quote(cert)}"
         else:
-            from nport_twisted.tlsutil import tls_endpoint_options
+            from nport_twisted.config.tls import tls_endpoint_options
 
             options = tls_endpoint_options(server.store.state_dir)
         listener = ListenerService(

@@ -21,8 +21,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
 from nport_twisted._exceptions import ConfigError
-from nport_twisted.configfile import dumps, import_config
-from nport_twisted.settings import AccessibleIPSettings, DeviceConfig, OpMode
+from nport_twisted.config.store import dumps, import_config
+from nport_twisted.config.settings import AccessibleIPSettings, DeviceConfig, OpMode
 from nport_twisted.web import forms
 from nport_twisted.web.auth import Session
 from nport_twisted.web.console import WebConsole

@@ -22,8 +22,8 @@ import attrs
 from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.logger import Logger
 
-from nport_twisted.identity import DeviceIdentity, resolve_identity, uptime
-from nport_twisted.settings import DeviceConfig, OpMode, PasswordSettings
+from nport_twisted.config.identity import DeviceIdentity, resolve_identity, uptime
+from nport_twisted.config.settings import DeviceConfig, OpMode, PasswordSettings
 from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
 from nport_twisted.web.forms import FieldErrors, check_modes, to_json
 

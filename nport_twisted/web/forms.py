@@ -2,7 +2,7 @@
 """
 The web console's codecs, free of I/O and of twisted.web: HTML form fields,
 JSON and the classic NPort ``Set.htm`` encodings, each to and from the
-settings values of L{nport_twisted.settings}, with errors per field.
+settings values of L{nport_twisted.config.settings}, with errors per field.
 
 Three encodings of the same settings (settings.md §2-§5, §11):
 
@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 import attrs
 
-from nport_twisted.packing import DelimiterProcess
-from nport_twisted.settings import (
+from nport_twisted.wire.packing import DelimiterProcess
+from nport_twisted.config.settings import (
     STANDARD_BAUDRATES,
     AccessibleIP,
     AccessibleIPSettings,

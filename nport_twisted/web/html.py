@@ -21,7 +21,7 @@ def _main(**attributes: str) -> Tag:
     return Tag("main")(**attributes)
 
 
-from nport_twisted.settings import STANDARD_BAUDRATES
+from nport_twisted.config.settings import STANDARD_BAUDRATES
 from nport_twisted.web.forms import Field, field_text, list_texts
 
 TITLE = "NPort Web Console"

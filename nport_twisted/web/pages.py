@@ -18,7 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
-from nport_twisted.settings import OpMode
+from nport_twisted.config.settings import OpMode
 from nport_twisted.web import forms, html
 from nport_twisted.web.auth import Session, same_token
 from nport_twisted.web.base import (

@@ -19,7 +19,7 @@ import tempfile
 
 from twisted.logger import Logger
 
-from nport_twisted.configfile import atomic_write
+from nport_twisted.config.store import atomic_write
 
 _log = Logger()
 

@@ -23,8 +23,8 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import attrs
 
-from nport_twisted.models import Model, find_model
-from nport_twisted.packing import DelimiterProcess, PackingConfig
+from nport_twisted.config.models import Model, find_model
+from nport_twisted.wire.packing import DelimiterProcess, PackingConfig
 
 
 class OpMode(enum.Enum):
@@ -202,7 +202,7 @@ class Identity:
 
     def model_info(self, port_count: int) -> Model:
         """The model presented for C{port_count} serial ports."""
-        from nport_twisted.models import default_model
+        from nport_twisted.config.models import default_model
         return find_model(self.model) if self.model else default_model(port_count)
 
 

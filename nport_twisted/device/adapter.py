@@ -25,7 +25,7 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from nport_twisted.settings import FlowControl, Parity, SerialInterface, SerialSettings
+from nport_twisted.config.settings import FlowControl, Parity, SerialInterface, SerialSettings
 
 _REFUSED = (serial.SerialException, termios.error, ValueError, OSError)
 

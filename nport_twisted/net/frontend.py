@@ -28,8 +28,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from nport_twisted.channel import SerialChannel
-from nport_twisted.settings import AccessibleIPSettings, OperatingSettings
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.config.settings import AccessibleIPSettings, OperatingSettings
 
 
 @attrs.frozen

@@ -49,9 +49,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted import aspp
-from nport_twisted.channel import IChannelSession, LineEvents, SerialChannel
-from nport_twisted.frontend import (
+from nport_twisted.wire import aspp
+from nport_twisted.device.channel import IChannelSession, LineEvents, SerialChannel
+from nport_twisted.net.frontend import (
     ConnectionInfo,
     JamProducer,
     ListenerService,
@@ -60,8 +60,8 @@ from nport_twisted.frontend import (
     set_keepalive,
     set_nodelay,
 )
-from nport_twisted.serialdev import ModemLines, write_now
-from nport_twisted.settings import (
+from nport_twisted.device.adapter import ModemLines, write_now
+from nport_twisted.config.settings import (
     FlowControl,
     Parity,
     SerialSettings,
@@ -785,7 +785,7 @@ class _Factory(Factory):
 
 def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) -> service.IService:
     """The services of Real COM mode for one port: data and command listeners."""
-    from nport_twisted.tlsutil import tls_endpoint_options
+    from nport_twisted.config.tls import tls_endpoint_options
 
     front = service.MultiService()
     port = RealComPort(ctx, options)

@@ -29,7 +29,7 @@ unexpected loss, retried every second.
 
 Also a small command line tool bridging stdin/stdout to a port::
 
-    python -m nport_twisted.realcom_client HOST [--data-port N] [--command-port N] [--baud N]
+    python -m nport_twisted.tools.realcom_client HOST [--data-port N] [--command-port N] [--baud N]
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from nport_twisted import aspp
+from nport_twisted.wire import aspp
 from nport_twisted._exceptions import NPortError
 
 __all__ = [
@@ -953,7 +953,7 @@ def _parser() -> Any:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m nport_twisted.realcom_client",
+        prog="python -m nport_twisted.tools.realcom_client",
         description="Open a Real COM port of an NPort (or nport-twisted) and bridge it to "
         "stdin/stdout. At end of input the port is drained and closed as MOXA's Linux "
         "driver does.",
@@ -1016,7 +1016,7 @@ def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``python -m nport_twisted.realcom_client``."""
+    """Entry point of ``python -m nport_twisted.tools.realcom_client``."""
     from twisted.internet.defer import inlineCallbacks
     from twisted.internet.task import react
     from twisted.logger import globalLogBeginner, textFileLogObserver

@@ -50,10 +50,10 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from nport_twisted.channel import IChannelSession, LineEvents
-from nport_twisted.frontend import ListenerInfo, ListenError, PortContext, privileged_port_hint
-from nport_twisted.serialdev import ModemLines
-from nport_twisted.settings import UdpDestination
+from nport_twisted.device.channel import IChannelSession, LineEvents
+from nport_twisted.net.frontend import ListenerInfo, ListenError, PortContext, privileged_port_hint
+from nport_twisted.device.adapter import ModemLines
+from nport_twisted.config.settings import UdpDestination
 
 __all__ = [
     "MAX_DATAGRAM",

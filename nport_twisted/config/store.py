@@ -5,7 +5,7 @@ Reading and writing the settings file (format: docs/configuration.md).
 The file is INI, close to what MOXA's NPort 6000 exports: one section per
 settings group (``[basic]``, ``[network]``, ``[port1.serial]``,
 ``[port1.operating]`` …), one ``key = value`` per field, keys named as the
-fields of L{nport_twisted.settings}.  Unknown sections and keys are errors
+fields of L{nport_twisted.config.settings}.  Unknown sections and keys are errors
 (they are usually typos); missing keys take their defaults.
 
 Every error names the file, section, key and value.  Writes are atomic
@@ -26,7 +26,7 @@ from typing import Any, Callable
 import attrs
 
 from nport_twisted._exceptions import ConfigError
-from nport_twisted.settings import (
+from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,

@@ -52,10 +52,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted.channel import IChannelSession, LineEvents
-from nport_twisted.frontend import ConnectionInfo, PortContext, set_keepalive
-from nport_twisted.serialdev import ModemLines
-from nport_twisted.settings import ConnectionControl
+from nport_twisted.device.channel import IChannelSession, LineEvents
+from nport_twisted.net.frontend import ConnectionInfo, PortContext, set_keepalive
+from nport_twisted.device.adapter import ModemLines
+from nport_twisted.config.settings import ConnectionControl
 
 #: Serial bytes kept while no destination is connected; beyond it the oldest
 #: are dropped (and counted).  Ours: a classic NPort has a 1 KiB serial

@@ -3,7 +3,7 @@
 A sans-IO telnet codec with the RFC 2217 (COM-PORT-OPTION) layer.
 
 No I/O and no serial access here: the RFC 2217 front-end
-(L{nport_twisted.rfc2217}) feeds bytes from the socket into a
+(L{nport_twisted.modes.rfc2217}) feeds bytes from the socket into a
 L{TelnetParser}, acts on the events and writes what the encoders build.
 
 Parsing works on chunks: the parser splits on IAC with C{bytes.find} and

@@ -4,7 +4,7 @@ TCP Server mode (settings.md §5.2–§5.3).
 
 Wire: raw bytes both ways on the port's local TCP port (4001+n-1 by
 default), no framing.  The command port (966+n-1 by default) speaks ASPP
-as in Real COM mode (nport_twisted.realcom) to control the same port.  Up to "max connection" (1–4) hosts at once: serial
+as in Real COM mode (nport_twisted.modes.realcom) to control the same port.  Up to "max connection" (1–4) hosts at once: serial
 data is copied to every host, host data goes to the serial port first in,
 first out.  A host beyond the limit is accepted and closed at once (logged),
 so the client sees a clean refusal rather than a hang in the listen backlog.
@@ -26,8 +26,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted.channel import IChannelSession, LineEvents
-from nport_twisted.frontend import (
+from nport_twisted.device.channel import IChannelSession, LineEvents
+from nport_twisted.net.frontend import (
     ConnectionInfo,
     JamProducer,
     ListenerService,
@@ -36,8 +36,8 @@ from nport_twisted.frontend import (
     set_keepalive,
     set_nodelay,
 )
-from nport_twisted.serialdev import ModemLines, write_now
-from nport_twisted.settings import tcp_server_port
+from nport_twisted.device.adapter import ModemLines, write_now
+from nport_twisted.config.settings import tcp_server_port
 
 
 @implementer(IChannelSession)
@@ -162,7 +162,7 @@ def tcp_server_frontend(ctx: PortContext) -> service.IService:
     The services of TCP Server mode for one port: its data listener and the
     ASPP command port (966+n-1 by default) for IP-Serial-style control.
     """
-    from nport_twisted.realcom import tcp_server_command_listener
+    from nport_twisted.modes.realcom import tcp_server_command_listener
 
     front = service.MultiService()
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)

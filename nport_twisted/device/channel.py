@@ -39,8 +39,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from nport_twisted.packing import Packer, PackingConfig
-from nport_twisted.serialdev import (
+from nport_twisted.wire.packing import Packer, PackingConfig
+from nport_twisted.device.adapter import (
     ISerialControl,
     LineCounters,
     ModemLines,
@@ -48,7 +48,7 @@ from nport_twisted.serialdev import (
     SerialHandle,
     write_now,
 )
-from nport_twisted.settings import SerialSettings
+from nport_twisted.config.settings import SerialSettings
 
 
 class IChannelSession(Interface):

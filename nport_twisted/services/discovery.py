@@ -51,22 +51,22 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted import dsci
-from nport_twisted.dsci import (
+from nport_twisted.wire import dsci
+from nport_twisted.wire.dsci import (
     DsciError,
     NetstatEntry,
     NetstatPagedRequest,
     NetstatRequest,
     Request,
 )
-from nport_twisted.frontend import (
+from nport_twisted.net.frontend import (
     ConnectionInfo,
     ListenerInfo,
     ListenError,
     ListenerService,
     NetTable,
 )
-from nport_twisted.identity import (
+from nport_twisted.config.identity import (
     ZERO_IP,
     DeviceIdentity,
     HostNetwork,
@@ -77,7 +77,7 @@ from nport_twisted.identity import (
     is_ipv4_literal,
     resolve_identity,
 )
-from nport_twisted.settings import AccessibleIPSettings, DeviceConfig
+from nport_twisted.config.settings import AccessibleIPSettings, DeviceConfig
 
 __all__ = [
     "CAPTURE_FILE",
@@ -698,7 +698,7 @@ class DsciService(service.Service):
             self.port = self._listen(server.reactor, port, bind, self.protocol)
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):
-                from nport_twisted.frontend import privileged_port_hint
+                from nport_twisted.net.frontend import privileged_port_hint
                 message = privileged_port_hint(port)
             else:
                 message = f"cannot listen on UDP {bind}:{port} for DSCI: {e.strerror or e}"

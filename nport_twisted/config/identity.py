@@ -6,7 +6,7 @@ report.
 Device identity (L{resolve_identity}), from the settings and the host:
 
   - model: C{[identity] model}, else picked by the port count
-    (L{nport_twisted.models.default_model}); only AP ID / HW ID pairs MOXA
+    (L{nport_twisted.config.models.default_model}); only AP ID / HW ID pairs MOXA
     published or that were seen on the wire (dsci.md §8).
   - MAC: C{[identity] mac}; else the MAC of the interface that carries the
     IPv4 default route (C{/proc/net/route} + C{/sys/class/net/IF/address});
@@ -43,9 +43,9 @@ from ipaddress import IPv4Address, IPv4Network
 
 import attrs
 
-from nport_twisted import dsci
-from nport_twisted.models import Model
-from nport_twisted.settings import DeviceConfig, format_mac, parse_mac
+from nport_twisted.wire import dsci
+from nport_twisted.config.models import Model
+from nport_twisted.config.settings import DeviceConfig, format_mac, parse_mac
 
 __all__ = [
     "MACHINE_ID_PATHS",

@@ -49,9 +49,9 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nport_twisted import __version__
-from nport_twisted import telnet as t
-from nport_twisted.channel import IChannelSession, LineEvents
-from nport_twisted.frontend import (
+from nport_twisted.wire import telnet as t
+from nport_twisted.device.channel import IChannelSession, LineEvents
+from nport_twisted.net.frontend import (
     ConnectionInfo,
     ListenerService,
     PortContext,
@@ -59,8 +59,8 @@ from nport_twisted.frontend import (
     set_keepalive,
     set_nodelay,
 )
-from nport_twisted.serialdev import ModemLines
-from nport_twisted.settings import (
+from nport_twisted.device.adapter import ModemLines
+from nport_twisted.config.settings import (
     MAX_BAUDRATE,
     FlowControl,
     Parity,

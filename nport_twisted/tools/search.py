@@ -36,11 +36,11 @@ from typing import Any, TextIO
 
 import attrs
 
-from nport_twisted import dsci
-from nport_twisted.discovery import IP_PKTINFO, LIMITED_BROADCAST, pack_pktinfo, unpack_pktinfo
-from nport_twisted.identity import InterfaceAddress, ipv4_addresses
-from nport_twisted.models import MODELS
-from nport_twisted.settings import format_mac
+from nport_twisted.wire import dsci
+from nport_twisted.services.discovery import IP_PKTINFO, LIMITED_BROADCAST, pack_pktinfo, unpack_pktinfo
+from nport_twisted.config.identity import InterfaceAddress, ipv4_addresses
+from nport_twisted.config.models import MODELS
+from nport_twisted.config.settings import format_mac
 
 __all__ = ["Device", "Searcher", "Target", "broadcast_targets", "format_table", "main", "model_name"]
 

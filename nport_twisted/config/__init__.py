@@ -1,0 +1,3 @@
+"""
+The settings model, its file, the NPort models and the device identity.
+"""

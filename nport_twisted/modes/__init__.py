@@ -1,0 +1,3 @@
+"""
+One front-end module per NPort operating mode, attached to the channel core.
+"""

@@ -1,0 +1,3 @@
+"""
+What every network face shares: listeners, the net table, admission of sessions.
+"""

@@ -1,0 +1,3 @@
+"""
+Client-side programs: nport-search, the Real COM client.
+"""
