@@ -21,7 +21,8 @@ from twisted.logger import Logger
 
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.config.store import SettingsStore
-from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.net.listener import NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.device.adapter import Opener
 from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 

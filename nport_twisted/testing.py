@@ -19,7 +19,8 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted.device.adapter import ISerialControl, LineCounters, ModemLines, OpenedSerial, SerialHandle
+from nport_twisted.device.adapter import ISerialControl, OpenedSerial, SerialHandle
+from nport_twisted.device.lines import LineCounters, ModemLines
 from nport_twisted.config.settings import SerialSettings
 
 

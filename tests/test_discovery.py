@@ -46,7 +46,7 @@ from nport_twisted.services.discovery import (
     pack_pktinfo,
     unpack_pktinfo,
 )
-from nport_twisted.net.frontend import ConnectionInfo, ListenerInfo, NetTable
+from nport_twisted.net.listener import ConnectionInfo, ListenerInfo, NetTable
 from nport_twisted.config.identity import (
     DeviceIdentity,
     HostNetwork,
@@ -807,7 +807,7 @@ class DsciServiceTests(TestCase):
 
     def test_port_in_use(self) -> None:
         """A taken UDP port fails start-up with a ListenError naming it."""
-        from nport_twisted.net.frontend import ListenError
+        from nport_twisted.net.listener import ListenError
         taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))
@@ -819,7 +819,7 @@ class DsciServiceTests(TestCase):
 
     def test_dsci_port_overrides_offset(self) -> None:
         """--dsci-port is used as it is, whatever the port offset (the drivers only ask on 4800)."""
-        from nport_twisted.net.frontend import ListenError
+        from nport_twisted.net.listener import ListenError
         taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(taken.close)
         taken.bind(("127.0.0.1", 0))

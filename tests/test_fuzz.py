@@ -71,7 +71,8 @@ from nport_twisted._exceptions import ConfigError
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.config.store import SettingsStore, dumps, import_config, loads
 from nport_twisted.services.discovery import DsciProtocol, Outgoing, PacketInfo, RateLimiter
-from nport_twisted.net.frontend import ConnectionInfo, ListenerInfo, NetTable, PortContext
+from nport_twisted.net.listener import ConnectionInfo, ListenerInfo, NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.config.identity import HostNetwork, InterfaceAddress, parse_routes, resolve_identity
 from nport_twisted.wire.packing import DelimiterProcess, Packer, PackingConfig
 from nport_twisted.modes.realcom import (

@@ -27,7 +27,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nport_twisted.device.channel import SerialChannel
-from nport_twisted.net.frontend import ConnectionInfo, ListenerService, NetTable, PortContext
+from nport_twisted.net.listener import ConnectionInfo, ListenerService, NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.modes.realcom import (
     CommandProtocol,
     DataProtocol,

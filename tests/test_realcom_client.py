@@ -18,7 +18,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from nport_twisted.wire import aspp
 from nport_twisted.device.channel import SerialChannel
-from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.net.listener import NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.modes.realcom import CommandProtocol, DataProtocol, RealComPort
 from nport_twisted.tools.realcom_client import (
     LINUX_DEFAULT,

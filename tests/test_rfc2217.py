@@ -21,7 +21,8 @@ from zope.interface.verify import verifyObject
 
 from nport_twisted.wire import telnet as t
 from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.net.listener import NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.modes.rfc2217 import Rfc2217Factory, Rfc2217Protocol, rfc2217_frontend
 from nport_twisted.device.adapter import LineCounters, ModemLines
 from nport_twisted.server import frontend_builders

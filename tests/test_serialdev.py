@@ -215,6 +215,9 @@ class StateSession:
     def resume_input(self) -> None:
         self.paused = False
 
+    def abort(self) -> None:
+        pass
+
 
 @inlineCallbacks
 def turns_until(predicate: Any, max_turns: int = 2000, each: Any = None) -> Any:
@@ -327,7 +330,7 @@ class WriteNowTests(SynchronousTestCase):
         from zope.interface import implementer as _implementer
         from twisted.internet.interfaces import ISSLTransport
 
-        from nport_twisted.device.adapter import write_now
+        from nport_twisted._txinternals import write_now
 
         class Raw:
             _tempDataLen = 0
@@ -391,14 +394,14 @@ class WriteNowPathTests(SynchronousTestCase):
 
     def test_idle_write_goes_out_at_once(self) -> None:
         """With nothing queued, all bytes the kernel takes leave at once and nothing is queued."""
-        from nport_twisted.device.adapter import write_now
+        from nport_twisted._txinternals import write_now
         fd = _Fd.make([5])
         write_now(fd, b"hello")
         self.assertEqual((fd.sent, _queued(fd)), ([b"hello"], b""))  # type: ignore[attr-defined]
 
     def test_partial_write_queues_the_rest(self) -> None:
         """What the kernel does not take is queued in order for the normal write path."""
-        from nport_twisted.device.adapter import write_now
+        from nport_twisted._txinternals import write_now
         fd = _Fd.make([3])
         write_now(fd, b"0123456789")
         self.assertEqual((fd.sent, _queued(fd)), ([b"012"], b"3456789"))  # type: ignore[attr-defined]
@@ -407,14 +410,14 @@ class WriteNowPathTests(SynchronousTestCase):
         """An error from the direct write queues the bytes so the normal path reports the loss."""
         from twisted.internet.error import ConnectionLost
 
-        from nport_twisted.device.adapter import write_now
+        from nport_twisted._txinternals import write_now
         fd = _Fd.make([ConnectionLost()])
         write_now(fd, b"data")
         self.assertEqual(_queued(fd), b"data")
 
     def test_busy_transport_appends(self) -> None:
         """With bytes already queued, new bytes are appended, not sent ahead of them."""
-        from nport_twisted.device.adapter import write_now
+        from nport_twisted._txinternals import write_now
         fd = _Fd.make([2])
         write_now(fd, b"abcd")  # 2 sent, "cd" queued
         write_now(fd, b"ef")  # must not jump the queue

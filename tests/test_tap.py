@@ -16,7 +16,7 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from nport_twisted.net.frontend import ListenError, ListenerService, privileged_port_hint
+from nport_twisted.net.listener import ListenError, ListenerService, privileged_port_hint
 from nport_twisted.config.settings import OpMode
 from nport_twisted.tap import Options, check_devices, makeService
 
@@ -213,7 +213,7 @@ class PrivilegedPortTests(SynchronousTestCase):
         """EACCES while binding fails start-up with the hint instead of a bare socket error."""
         err = CannotListenError("", 950, socket.error(errno.EACCES, "Permission denied"))
         svc = ListenerService(MemoryReactorClock(), "tcp:950", object())  # type: ignore[arg-type]
-        self.patch(__import__("nport_twisted.net.frontend", fromlist=["x"]), "serverFromString",
+        self.patch(__import__("nport_twisted.net.listener", fromlist=["x"]), "serverFromString",
                    lambda reactor, desc: _FailingEndpoint(err))
         e = self.assertRaises(ListenError, svc.startService)
         self.assertIn("CAP_NET_BIND_SERVICE", str(e))

@@ -20,7 +20,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.net.listener import NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.device.adapter import ModemLines
 from nport_twisted.config.settings import (
     AccessibleIPSettings,

@@ -14,7 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.net.frontend import NetTable, PortContext
+from nport_twisted.net.listener import NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.config.settings import AccessibleIP, AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
 from nport_twisted.modes.tcpserver import TcpServerFactory, TcpServerProtocol, tcp_server_frontend
 from nport_twisted.testing import FakeSerialDevice

@@ -23,7 +23,8 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.net.frontend import ListenerInfo, ListenError, NetTable, PortContext
+from nport_twisted.net.listener import ListenerInfo, ListenError, NetTable
+from nport_twisted.net.session import PortContext
 from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
@@ -171,7 +172,7 @@ class ExpandDestinationsTests(SynchronousTestCase):
 class EndpointTests(SynchronousTestCase):
     def test_parse(self) -> None:
         """Port and interface come out of the endpoint strings NPortService builds."""
-        from nport_twisted.net.frontend import split_endpoint
+        from nport_twisted.net.listener import split_endpoint
         self.assertEqual(split_endpoint("udp:14001"), ("udp", 14001, ""))
         self.assertEqual(split_endpoint("udp:4002:interface=127.0.0.1"), ("udp", 4002, "127.0.0.1"))
         self.assertEqual(split_endpoint("udp:4001:interface=\\:\\:1"), ("udp", 4001, "::1"))

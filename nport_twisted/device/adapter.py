@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_serialdev -*-
 """
 The serial device adapter: the only code that touches pyserial objects and
-the internals of Twisted's SerialPort (style.md §2.14).
+Twisted's SerialPort (style.md §2.14); the write-buffer internals it reads
+live in L{nport_twisted._txinternals}.
 
 It applies settings one at a time with rollback, so a device that refuses a
 value (a pty refuses parity and data bits with EINVAL) keeps working with the
@@ -19,40 +20,23 @@ from typing import Any, Callable, Protocol
 
 import attrs
 import serial
-from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import IReactorFDSet, ISSLTransport
+from twisted.internet.interfaces import IReactorFDSet
 from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from nport_twisted._txinternals import discard_unsent, unsent_bytes
 from nport_twisted.config.settings import FlowControl, Parity, SerialInterface, SerialSettings
+from nport_twisted.device.lines import LineCounters, ModemLines
+
+__all__ = ["ISerialControl", "LineCounters", "ModemLines", "OpenedSerial", "Opener",
+           "PySerialControl", "SerialHandle", "open_serial_port"]
 
 _REFUSED = (serial.SerialException, termios.error, ValueError, OSError)
 
 # Linux ioctl numbers (asm-generic/ioctls.h), used where pyserial has no API.
 _TIOCGICOUNT = 0x545D
 _TIOCOUTQ = getattr(termios, "TIOCOUTQ", 0x5411)
-
-
-@attrs.frozen
-class ModemLines:
-    """Input modem lines as sampled from the device."""
-
-    cts: bool = False
-    dsr: bool = False
-    ri: bool = False
-    dcd: bool = False
-
-
-@attrs.frozen
-class LineCounters:
-    """Kernel counters of line events (TIOCGICOUNT); deltas become NOTIFY events."""
-
-    frame: int = 0
-    overrun: int = 0
-    parity: int = 0
-    brk: int = 0
-    buf_overrun: int = 0
 
 
 class ISerialControl(Interface):
@@ -111,56 +95,6 @@ class OpenedSerial:
 
 
 Opener = Callable[[TwistedProtocol, str, SerialSettings], SerialHandle]
-
-
-def _buffered(transport: Any) -> int:
-    """Bytes held in a FileDescriptor's write buffer (Twisted keeps no public count)."""
-    try:
-        return int(len(transport.dataBuffer) - transport.offset + transport._tempDataLen)
-    except AttributeError:
-        return 0
-
-
-def write_now(transport: Any, data: bytes) -> None:
-    """
-    C{transport.write(data)}, but sent at once when nothing is queued ahead.
-
-    Twisted's C{FileDescriptor.write} only queues: the bytes go out on the
-    next reactor turn, after another epoll round and two epoll_ctl calls.
-    On a relay (TCP to serial and back) that is most of the latency of a
-    small write.  When the transport's buffer is empty, writing now keeps
-    the order; what the kernel does not take is queued as usual (so flow
-    control and producers behave as before), and any error is left to the
-    normal write path to report.  Only a plain C{FileDescriptor} (TCP
-    connection, SerialPort) takes the fast path; anything else (TLS, any
-    other wrapper, test fakes) just gets C{write}.
-    """
-    if ISSLTransport.providedBy(transport) or not isinstance(transport, FileDescriptor):
-        # Wrappers (TLS, policies.ProtocolWrapper) forward unknown attributes to
-        # the transport below: its writeSomeData would bypass them (for TLS, put
-        # plaintext on the wire).
-        transport.write(data)
-        return
-    try:
-        idle = (transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
-                and transport.connected and not transport.disconnecting
-                and not transport._writeDisconnected and not getattr(transport, "TLS", False))
-        write_some = transport.writeSomeData
-    except AttributeError:
-        idle = False
-    if idle and data:
-        sent = write_some(data)
-        if type(sent) is int and sent > 0:
-            if sent >= len(data):
-                return
-            data = data[sent:]
-    transport.write(data)
-
-
-def _discard_buffer(transport: Any) -> None:
-    for name, value in (("dataBuffer", b""), ("offset", 0), ("_tempDataBuffer", []), ("_tempDataLen", 0)):
-        if hasattr(transport, name):
-            setattr(transport, name, value)
 
 
 _PARITY = {p: p.value for p in Parity}
@@ -306,14 +240,14 @@ class PySerialControl:
 
     def reset_output(self) -> None:
         if self._transport is not None:
-            _discard_buffer(self._transport)
+            discard_unsent(self._transport)
         try:
             self._serial.reset_output_buffer()
         except _REFUSED:
             pass
 
     def output_waiting(self) -> int:
-        queued = _buffered(self._transport) if self._transport is not None else 0
+        queued = unsent_bytes(self._transport) if self._transport is not None else 0
         buf = array.array("i", [0])
         try:
             fcntl.ioctl(self._serial.fd, _TIOCOUTQ, buf, True)

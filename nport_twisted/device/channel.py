@@ -32,23 +32,22 @@ import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
-from nport_twisted.wire.packing import Packer, PackingConfig
-from nport_twisted.device.adapter import (
-    ISerialControl,
-    LineCounters,
-    ModemLines,
-    Opener,
-    SerialHandle,
-    write_now,
-)
+from nport_twisted._txinternals import BufferProducer, write_now
 from nport_twisted.config.settings import SerialSettings
+from nport_twisted.device.adapter import ISerialControl, Opener, SerialHandle
+from nport_twisted.device.lines import LineCounters, LineEvents, ModemLines
+from nport_twisted.wire.packing import Packer, PackingConfig
+
+# Front-ends take the line-state values from here, never from the device adapter.
+__all__ = ["ChannelStats", "IChannelSession", "LineCounters", "LineEvents", "ModemLines",
+           "SerialChannel"]
 
 
 class IChannelSession(Interface):
@@ -72,19 +71,11 @@ class IChannelSession(Interface):
     def resume_input() -> None:
         """Resume reading from the network."""
 
-
-@attrs.frozen
-class LineEvents:
-    """New line events since the last sample (counts)."""
-
-    parity: int = 0
-    framing: int = 0
-    overrun: int = 0
-    buffer_overrun: int = 0
-    breaks: int = 0
-
-    def __bool__(self) -> bool:
-        return any((self.parity, self.framing, self.overrun, self.buffer_overrun, self.breaks))
+    def abort() -> None:
+        """
+        Drop the connection(s) of this peer at once: it failed, or the port's
+        operating mode changed.  The channel has already detached it.
+        """
 
 
 @attrs.define
@@ -120,23 +111,6 @@ class _SerialProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._channel._serial_lost(self, reason)
-
-
-@implementer(IPushProducer)
-class _WriteProducer:
-    """Registered with the SerialPort: its buffer state pauses every session."""
-
-    def __init__(self, channel: SerialChannel) -> None:
-        self._channel = channel
-
-    def pauseProducing(self) -> None:
-        self._channel._set_tx_paused(True)
-
-    def resumeProducing(self) -> None:
-        self._channel._set_tx_paused(False)
-
-    def stopProducing(self) -> None:
-        self._channel._set_tx_paused(False)
 
 
 _BACKOFF_START = 0.5
@@ -270,7 +244,8 @@ class SerialChannel(service.Service):
         self.stats.opens += 1
         self._missing_logged = False
         self.actual_settings = actual
-        handle.transport.registerProducer(_WriteProducer(self), True)
+        # The device's write buffer filling pauses reading from every session.
+        handle.transport.registerProducer(BufferProducer(self._set_tx_paused), True)
         if self._reader_paused:
             handle.transport.pauseProducing()
         self.modem = modem
@@ -463,13 +438,11 @@ class SerialChannel(service.Service):
         """Detach every session and close its connection (the port's mode changed)."""
         for session in list(self._sessions):
             self.detach(session)
-            abort = getattr(session, "abort", None)
-            if callable(abort):
-                try:
-                    abort()
-                except Exception:
-                    self._log.failure("{channel}: closing {session!r} failed", channel=self.name,
-                                      session=session)
+            try:
+                session.abort()
+            except Exception:
+                self._log.failure("{channel}: closing {session!r} failed", channel=self.name,
+                                  session=session)
 
     def set_jammed(self, session: IChannelSession, jammed: bool) -> None:
         """
@@ -502,12 +475,10 @@ class SerialChannel(service.Service):
             self._log.failure("{channel}: session {session!r} failed; detaching it",
                               channel=self.name, session=session)
             self.detach(session)
-            abort = getattr(session, "abort", None)
-            if callable(abort):
-                try:
-                    abort()
-                except Exception:
-                    pass
+            try:
+                session.abort()
+            except Exception:
+                pass  # already logged why it goes; its transport is beyond help
             return False
 
     def _broadcast(self, fn: Callable[[IChannelSession], Any]) -> None:
@@ -518,12 +489,13 @@ class SerialChannel(service.Service):
 
     def _serial_received(self, data: bytes) -> None:
         self.stats.serial_rx_bytes += len(data)
-        packer = self._packer
-        chunks = packer.feed(data, self.clock.seconds())
-        for chunk in chunks:
+        if self._passthrough:  # no packing rule: straight to the sessions (the hot path)
+            if data:
+                self._deliver(data)
+            return
+        for chunk in self._packer.feed(data, self.clock.seconds()):
             self._deliver(chunk)
-        if not self._passthrough:
-            self._schedule_pack_timer()
+        self._schedule_pack_timer()
 
     def _deliver(self, chunk: bytes) -> None:
         self.stats.frames += 1
@@ -641,13 +613,7 @@ class SerialChannel(service.Service):
             counters = handle.control.line_counters()
             if counters is not None and counters != self._counters:
                 prev, self._counters = self._counters, counters
-                events = LineEvents(
-                    parity=max(0, counters.parity - prev.parity),
-                    framing=max(0, counters.frame - prev.frame),
-                    overrun=max(0, counters.overrun - prev.overrun),
-                    buffer_overrun=max(0, counters.buf_overrun - prev.buf_overrun),
-                    breaks=max(0, counters.brk - prev.brk),
-                )
+                events = LineEvents.between(prev, counters)
                 self.stats.parity_errors += events.parity
                 self.stats.framing_errors += events.framing
                 self.stats.overrun_errors += events.overrun + events.buffer_overrun

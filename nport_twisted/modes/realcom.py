@@ -34,33 +34,21 @@ both connections are closed.
 
 from __future__ import annotations
 
-import array
-import fcntl
-import socket
-import termios
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 from twisted.application import service
 from twisted.internet.address import IPv6Address
-from twisted.internet.interfaces import IDelayedCall, ISSLTransport
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from nport_twisted._txinternals import discard_unread, unread_bytes, write_now
+from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines, SerialChannel
+from nport_twisted.net.listener import ListenerService
+from nport_twisted.net.session import AdmittedSession, PortContext, ReadHold, SessionFactory, peer_host
 from nport_twisted.wire import aspp
-from nport_twisted.device.channel import IChannelSession, LineEvents, SerialChannel
-from nport_twisted.net.frontend import (
-    ConnectionInfo,
-    JamProducer,
-    ListenerService,
-    PortContext,
-    peer_host,
-    set_keepalive,
-    set_nodelay,
-)
-from nport_twisted.device.adapter import ModemLines, write_now
 from nport_twisted.config.settings import (
     FlowControl,
     Parity,
@@ -71,8 +59,6 @@ from nport_twisted.config.settings import (
 
 #: Command bytes held while a command connection waits for its data connection.
 _MAX_EARLY_COMMAND_BYTES = 4096
-#: Unread data-socket bytes discarded at most per FLUSH (bounds the loop).
-_MAX_DISCARD = 1 << 20
 #: What MOXA's device uses for a baud index outside the table (realcom.md §4.1).
 _UNKNOWN_INDEX_BAUD = 38400
 
@@ -114,37 +100,6 @@ def _msr_delta(old: int, new: int) -> int:
             | (aspp.MSR_DELTA_DCD if changed & aspp.MSR_DCD else 0))
 
 
-def _unread_bytes(transport: Any) -> int:
-    """Bytes the peer sent that we have not read yet (kernel receive queue)."""
-    if transport is None or ISSLTransport.providedBy(transport):
-        return 0
-    try:
-        buf = array.array("i", [0])
-        fcntl.ioctl(transport.getHandle().fileno(), termios.FIONREAD, buf, True)
-        return int(buf[0])
-    except (AttributeError, OSError, ValueError):
-        return 0
-
-
-def _discard_unread(transport: Any) -> int:
-    """Read and drop what the peer sent and we have not read (FLUSH of the TX side)."""
-    if transport is None or ISSLTransport.providedBy(transport):
-        return 0  # TLS records cannot be dropped from under the TLS layer
-    dropped = 0
-    try:
-        sock = transport.getHandle()
-        while dropped < _MAX_DISCARD:
-            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
-            if not chunk:
-                break  # EOF: left for the reactor to notice
-            dropped += len(chunk)
-    except BlockingIOError:
-        pass  # nothing (more) unread: the normal end
-    except (AttributeError, OSError, ValueError):
-        pass  # not a socket (tests) or the connection is going away
-    return dropped
-
-
 @implementer(IChannelSession)
 class Pair:
     """
@@ -171,10 +126,10 @@ class Pair:
         self.last_activity = self.port.clock.seconds()
 
     def unread(self) -> int:
-        return _unread_bytes(self.data.transport if self.data else None)
+        return unread_bytes(self.data.transport if self.data else None)
 
     def discard_unread(self) -> int:
-        return _discard_unread(self.data.transport if self.data else None)
+        return discard_unread(self.data.transport if self.data else None)
 
     def close(self) -> None:
         for proto in (self.command, self.data):
@@ -202,11 +157,11 @@ class Pair:
 
     def pause_input(self) -> None:
         if self.data is not None:
-            self.data.transport.pauseProducing()
+            self.data.pause_reading(ReadHold.SERIAL_BUSY)
 
     def resume_input(self) -> None:
         if self.data is not None:
-            self.data.transport.resumeProducing()
+            self.data.resume_reading(ReadHold.SERIAL_BUSY)
 
     def abort(self) -> None:
         for proto in (self.command, self.data):
@@ -214,20 +169,18 @@ class Pair:
                 proto.transport.abortConnection()
 
 
-class CommandProtocol(Protocol):
+class CommandProtocol(AdmittedSession):
     """The ASPP command connection of one pair."""
-
-    transport: Any  # a TCP (or TLS) transport: ITCPTransport + IPushProducer
 
     _log = Logger()
 
     def __init__(self, port: RealComPort) -> None:
+        super().__init__(port.command_gate)
         self.port = port
         self.pair: Pair | None = None
         self._parser: aspp.RequestParser | None = None
         self._early = bytearray()
         self.notify_enabled = False
-        self._net: ConnectionInfo | None = None
         # NOTIFY state
         self._msr_sent = 0
         self._msr_delta = 0  # MSR delta bits latched since the last NOTIFY
@@ -248,44 +201,30 @@ class CommandProtocol(Protocol):
         self.host_name = b""
 
     def __repr__(self) -> str:
-        return f"<Real COM command {self.port.channel.name} {peer_host(self.transport)}>"
+        return f"<Real COM command {self.port.channel.name} {self.peer}>"
 
     # -- connection -------------------------------------------------------------
 
-    def connectionMade(self) -> None:
-        port = self.port
-        host = peer_host(self.transport)
-        if not port.ctx.accessible().allows(host):
-            self._log.warn("{channel}: {peer} is not in the accessible IP list", channel=port.channel.name,
-                           peer=host)
-            self.transport.abortConnection()
-            return
-        pair = port.take_slot("command", self)
-        if pair is None:
-            self._log.warn("{channel}: refusing command connection from {peer}: max connection {limit}",
-                           channel=port.channel.name, peer=host, limit=port.ctx.operating.max_connection)
-            self.transport.loseConnection()
-            return
-        self.pair = pair
-        set_nodelay(self.transport)
-        set_keepalive(self.transport, port.ctx.operating.tcp_alive_check_min)
+    def claim(self) -> str | None:
+        self.pair = self.port.take_slot("command", self)
+        return None if self.pair is not None else f"max connection {self.port.ctx.operating.max_connection}"
+
+    def admitted(self) -> None:
         local = self.transport.getHost()
         ipv6 = isinstance(local, IPv6Address) and not local.host.startswith("::ffff:")
         self._parser = aspp.RequestParser(ipv6_check=ipv6)
-        self._net = port.ctx.net.add_connection(self.transport, port.ctx.index)
-        self._msr_sent = port.msr_state()
+        self._msr_sent = self.port.msr_state()
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def closed(self, reason: Failure) -> None:
         for timer in (self._notify_timer, self._probe_timer, self._wait_timer):
             if timer is not None and timer.active():
                 timer.cancel()
         self._notify_timer = self._probe_timer = self._wait_timer = None
         if self.pair is not None:
-            self.port.ctx.net.remove_connection(self._net)
             self.port.command_lost(self.pair)
             self.pair = None
 
-    def dataReceived(self, data: bytes) -> None:
+    def received(self, data: bytes) -> None:
         if self.pair is None or self._parser is None:
             return
         if not self.pair.data_ready:
@@ -293,7 +232,7 @@ class CommandProtocol(Protocol):
             self._early += data
             if len(self._early) > _MAX_EARLY_COMMAND_BYTES:
                 self._log.warn("{channel}: {peer} sent {n} command bytes without a data connection; "
-                               "closing", channel=self.port.channel.name, peer=peer_host(self.transport),
+                               "closing", channel=self.port.channel.name, peer=self.peer,
                                n=len(self._early))
                 self.transport.loseConnection()
             return
@@ -301,7 +240,7 @@ class CommandProtocol(Protocol):
             self._process(data)
         except Exception:
             self._log.failure("{channel}: error handling ASPP from {peer}; closing the pair",
-                              channel=self.port.channel.name, peer=peer_host(self.transport))
+                              channel=self.port.channel.name, peer=self.peer)
             self.pair.close()
 
     def data_connected(self) -> None:
@@ -313,7 +252,7 @@ class CommandProtocol(Protocol):
         self._events = 0
         if self._early:
             early, self._early = bytes(self._early), bytearray()
-            self.dataReceived(early)
+            self.received(early)
 
     def _process(self, data: bytes) -> None:
         assert self._parser is not None
@@ -324,7 +263,7 @@ class CommandProtocol(Protocol):
                 out.append(reply)
         if out:
             # One read's replies in one send: the Linux daemon keeps no partial frame.
-            self.transport.write(b"".join(out))
+            self.send(b"".join(out))
 
     # -- requests -----------------------------------------------------------------
 
@@ -429,15 +368,15 @@ class CommandProtocol(Protocol):
         if isinstance(ev, aspp.HostName):
             self.host_name = ev.payload
             self._log.info("{channel}: host {peer} names itself {name!r}", channel=port.channel.name,
-                           peer=peer_host(self.transport), name=ev.payload)
+                           peer=self.peer, name=ev.payload)
             return ok(ev.code) if port.options.answer_host_name else b""
         if isinstance(ev, aspp.MalformedRequest):
             self._log.warn("{channel}: ASPP 0x{code:02X} from {peer} has a wrong length ({n}); "
                            "ignored without reply", channel=port.channel.name, code=ev.code,
-                           peer=peer_host(self.transport), n=len(ev.payload))
+                           peer=self.peer, n=len(ev.payload))
             return b""
         self._log.info("{channel}: unsupported ASPP 0x{code:02X} from {peer}; no reply",
-                       channel=port.channel.name, code=ev.code, peer=peer_host(self.transport))
+                       channel=port.channel.name, code=ev.code, peer=self.peer)
         return b""
 
     def _flush(self, mode: int) -> None:
@@ -482,7 +421,7 @@ class CommandProtocol(Protocol):
             delay = min(self.port.options.wait_poll_interval, self._wait_deadline - clock.seconds())
             self._wait_timer = clock.callLater(delay, self._wait_check)
             return
-        self.transport.write(aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, queued))
+        self.send(aspp.encode_queue_count(aspp.CMD_WAIT_OQUEUE, queued))
 
     # -- NOTIFY ---------------------------------------------------------------------
 
@@ -563,7 +502,7 @@ class CommandProtocol(Protocol):
         msg = self._pending_notify()
         if msg:
             self._last_notify = self.port.clock.seconds()
-            self.transport.write(msg)
+            self.send(msg)
 
     # -- POLLING / ALIVE ---------------------------------------------------------------
 
@@ -586,49 +525,39 @@ class CommandProtocol(Protocol):
                 return
         if self._misses >= opts.probe_misses:
             self._log.warn("{channel}: {peer} did not answer {n} keep-alive probes; closing",
-                           channel=self.port.channel.name, peer=peer_host(self.transport), n=self._misses)
+                           channel=self.port.channel.name, peer=self.peer, n=self._misses)
             self.pair.close()
             return
         self._probe_id = self._probe_id % 255 + 1  # 1..255, never 0
         self._misses += 1
-        self.transport.write(aspp.encode_polling(self._probe_id))
+        self.send(aspp.encode_polling(self._probe_id))
         self._arm_probe(opts.probe_interval)
 
 
-class DataProtocol(Protocol):
+class DataProtocol(AdmittedSession):
     """The data connection of one pair: raw bytes to and from the serial device."""
-
-    transport: Any  # a TCP (or TLS) transport: ITCPTransport + IPushProducer
 
     _log = Logger()
 
     def __init__(self, port: RealComPort) -> None:
+        super().__init__(port.data_gate)
         self.port = port
         self.pair: Pair | None = None
-        self._net: ConnectionInfo | None = None
 
-    def connectionMade(self) -> None:
-        port = self.port
-        host = peer_host(self.transport)
-        if not port.ctx.accessible().allows(host):
-            self._log.warn("{channel}: {peer} is not in the accessible IP list", channel=port.channel.name,
-                           peer=host)
-            self.transport.abortConnection()
-            return
-        pair = port.take_slot("data", self)
-        if pair is None:
-            self._log.warn("{channel}: refusing data connection from {peer}: max connection {limit}",
-                           channel=port.channel.name, peer=host, limit=port.ctx.operating.max_connection)
-            self.transport.loseConnection()
-            return
-        self.pair = pair
-        set_nodelay(self.transport)
-        set_keepalive(self.transport, port.ctx.operating.tcp_alive_check_min)
-        self._net = port.ctx.net.add_connection(self.transport, port.ctx.index)
-        self.transport.registerProducer(JamProducer(port.channel, pair), True)
-        port.data_connected(pair)
+    def claim(self) -> str | None:
+        self.pair = self.port.take_slot("data", self)
+        return None if self.pair is not None else f"max connection {self.port.ctx.operating.max_connection}"
 
-    def dataReceived(self, data: bytes) -> None:
+    def admitted(self) -> None:
+        assert self.pair is not None
+        self.port.data_connected(self.pair)
+
+    def write_buffer_changed(self) -> None:
+        # The pair is the channel's session: its data socket filling jams it.
+        if self.pair is not None:
+            self.port.channel.set_jammed(self.pair, self.write_full)
+
+    def received(self, data: bytes) -> None:
         pair = self.pair
         if pair is None:
             return
@@ -637,9 +566,8 @@ class DataProtocol(Protocol):
             return  # between FLUSH_START and FLUSH_STOP host data is discarded (inferred)
         self.port.channel.write(data)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def closed(self, reason: Failure) -> None:
         if self.pair is not None:
-            self.port.ctx.net.remove_connection(self._net)
             self.port.data_lost(self.pair)
             self.pair = None
 
@@ -656,6 +584,10 @@ class RealComPort:
         self.options = options or RealComOptions()
         self.slots: list[Pair | None] = [None] * ctx.operating.max_connection
         self.max_baud = 4_000_000
+        # Slots, not the gates, count connections (a retired pair frees its
+        # slot before its other connection has finished closing).
+        self.data_gate = ctx.gate("data connection", limited=False, inactivity=False)
+        self.command_gate = ctx.gate("command connection", limited=False, inactivity=False)
 
     @property
     def exclusive(self) -> bool:
@@ -773,16 +705,6 @@ class RealComPort:
         return actual.baudrate == baud
 
 
-class _Factory(Factory):
-    noisy = False
-
-    def __init__(self, build: Callable[[], Protocol]) -> None:
-        self._build = build
-
-    def buildProtocol(self, addr: Any) -> Protocol:
-        return self._build()
-
-
 def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) -> service.IService:
     """The services of Real COM mode for one port: data and command listeners."""
     from nport_twisted.config.tls import tls_endpoint_options
@@ -794,9 +716,10 @@ def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) ->
     data_desc = ctx.endpoint("tcp", data_port)
     if ctx.operating.secure:
         data_desc = "ssl" + data_desc[3:] + tls_endpoint_options(ctx.state_dir)
-    ListenerService(ctx.reactor, data_desc, _Factory(lambda: DataProtocol(port)), ctx.net,
-                    ctx.index).setServiceParent(front)
-    ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port), _Factory(lambda: CommandProtocol(port)),
+    ListenerService(ctx.reactor, data_desc, SessionFactory(port.data_gate, lambda: DataProtocol(port)),
+                    ctx.net, ctx.index).setServiceParent(front)
+    ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
+                    SessionFactory(port.command_gate, lambda: CommandProtocol(port)),
                     ctx.net, ctx.index).setServiceParent(front)
     front.realcom = port  # type: ignore[attr-defined]
     return front
@@ -853,4 +776,5 @@ def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None
     port = TcpServerCommandPort(ctx, options)
     cmd_port = ctx.operating.command_port or realcom_command_port(ctx.index)
     return ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
-                           _Factory(lambda: CommandProtocol(port)), ctx.net, ctx.index)
+                           SessionFactory(port.command_gate, lambda: CommandProtocol(port)),
+                           ctx.net, ctx.index)

@@ -42,24 +42,15 @@ from typing import Any
 
 import attrs
 from twisted.application import service
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
-from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from nport_twisted import __version__
+from nport_twisted.device.channel import LineEvents, ModemLines
+from nport_twisted.net.listener import ListenerService
+from nport_twisted.net.session import AdmittedSession, ChannelSession, Gate, PortContext
 from nport_twisted.wire import telnet as t
-from nport_twisted.device.channel import IChannelSession, LineEvents
-from nport_twisted.net.frontend import (
-    ConnectionInfo,
-    ListenerService,
-    PortContext,
-    peer_host,
-    set_keepalive,
-    set_nodelay,
-)
-from nport_twisted.device.adapter import ModemLines
 from nport_twisted.config.settings import (
     MAX_BAUDRATE,
     FlowControl,
@@ -122,37 +113,15 @@ def line_state(events: LineEvents) -> int:
             | (t.LINESTATE_BREAK if events.breaks else 0))
 
 
-@implementer(IPushProducer)
-class _TransportProducer:
-    """Registered with a client's transport: its buffer filling marks the client jammed."""
-
-    def __init__(self, protocol: Rfc2217Protocol) -> None:
-        self._protocol = protocol
-
-    def pauseProducing(self) -> None:
-        self._protocol._set_transport_full(True)
-
-    def resumeProducing(self) -> None:
-        self._protocol._set_transport_full(False)
-
-    def stopProducing(self) -> None:
-        self._protocol._set_transport_full(False)
-
-
-@implementer(IChannelSession)
-class Rfc2217Protocol(Protocol):
+class Rfc2217Protocol(ChannelSession):
     """One RFC 2217 client of a serial port."""
-
-    transport: Any  # a TCP transport: ITCPTransport + IPushProducer
 
     _log = Logger()
 
     def __init__(self, factory: Rfc2217Factory) -> None:
+        super().__init__(factory.gate, factory.ctx.channel)
         self.factory = factory
         self.ctx = factory.ctx
-        self._attached = False
-        self._idle: IDelayedCall | None = None
-        self._net: ConnectionInfo | None = None
         self._parser = t.TelnetParser()
         self._options = t.OptionTable(local=(t.BINARY, t.SGA, t.COM_PORT_OPTION),
                                       remote=(t.BINARY, t.SGA, t.COM_PORT_OPTION))
@@ -163,7 +132,6 @@ class Rfc2217Protocol(Protocol):
         self._modem_reported = 0  # state bits of the last NOTIFY-MODEMSTATE (or initial)
         self._line_latched = 0  # error bits not yet reported in a poll answer
         self.suspended = False  # the client sent FLOWCONTROL-SUSPEND
-        self._transport_full = False
         self._held: list[bytes] = []
         self._held_len = 0
         self._handlers: dict[Cmd, Callable[[t.ComPortMessage], bytes]] = {
@@ -183,67 +151,33 @@ class Rfc2217Protocol(Protocol):
         }
 
     def __repr__(self) -> str:
-        return f"<RFC 2217 {self.ctx.channel.name} {peer_host(self.transport)}>"
+        return f"<RFC 2217 {self.ctx.channel.name} {self.peer}>"
 
     # -- connection ----------------------------------------------------------------
 
-    def connectionMade(self) -> None:
-        host = peer_host(self.transport)
-        ctx = self.ctx
-        if not ctx.accessible().allows(host):
-            self._log.warn("{channel}: {peer} is not in the accessible IP list; closing",
-                           channel=ctx.channel.name, peer=host)
-            self.transport.abortConnection()
-            return
-        if len(self.factory.active) >= ctx.operating.max_connection:
-            self._log.warn("{channel}: refusing {peer}: max connection {limit} reached",
-                           channel=ctx.channel.name, peer=host, limit=ctx.operating.max_connection)
-            self.transport.loseConnection()
-            return
-        self.factory.active.append(self)
-        self._attached = True
-        self._net = ctx.net.add_connection(self.transport, ctx.index)
-        set_nodelay(self.transport)  # answers go out at once (esptool waits for each)
-        set_keepalive(self.transport, ctx.operating.tcp_alive_check_min)
-        self.transport.registerProducer(_TransportProducer(self), True)
-        ctx.channel.attach(self)
+    def admitted(self) -> None:
+        super().admitted()
         self._modem_reported = self._modem_now()
         opts = self._options
         self.transport.write(b"".join((
             opts.request(t.BINARY, local=True), opts.request(t.BINARY, local=False),
             opts.request(t.SGA, local=True), opts.request(t.SGA, local=False),
             opts.request(t.COM_PORT_OPTION, local=False))))
-        self._touch()
+        self.touch()
         self._log.info("{channel}: RFC 2217 client {peer} connected ({count}/{limit})",
-                       channel=ctx.channel.name, peer=host, count=len(self.factory.active),
-                       limit=ctx.operating.max_connection)
+                       channel=self.channel.name, peer=self.peer, count=len(self.gate.active),
+                       limit=self.gate.limit)
 
-    def dataReceived(self, data: bytes) -> None:
-        if not self._attached:
-            return
-        try:
-            out = self._receive(data)
-        except Exception:  # noqa: BLE001 - logged; only this client is dropped
-            self._log.failure("{channel}: error handling data from {peer}; closing",
-                              channel=self.ctx.channel.name, peer=peer_host(self.transport))
-            self.transport.abortConnection()
-            return
+    def received(self, data: bytes) -> None:
+        out = self._receive(data)
         if out:
             self.transport.write(out)
 
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        if not self._attached:
-            return
-        self._attached = False
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+    def closed(self, reason: Failure) -> None:
         self._held.clear()
-        self.factory.active.remove(self)
-        self.ctx.net.remove_connection(self._net)
-        self.ctx.channel.detach(self)
+        super().closed(reason)
         self._log.info("{channel}: RFC 2217 client {peer} disconnected",
-                       channel=self.ctx.channel.name, peer=peer_host(self.transport))
+                       channel=self.channel.name, peer=self.peer)
         if not self.factory.active:
             self.factory.last_client_left()
 
@@ -257,7 +191,7 @@ class Rfc2217Protocol(Protocol):
                 payload = self._cr_nul.filter(event.data) if self._cr_nul else event.data
                 if payload:
                     channel.write(payload)
-                    self._touch()
+                    self.touch()
             elif isinstance(event, t.Subnegotiation):
                 if event.option == t.COM_PORT_OPTION:
                     out.append(self._com_port_message(event.payload))
@@ -302,12 +236,12 @@ class Rfc2217Protocol(Protocol):
             message = t.decode_com_port(payload)
         except t.TelnetError as e:
             self._log.info("{channel}: ignoring COM-PORT-OPTION message from {peer}: {error}",
-                           channel=self.ctx.channel.name, peer=peer_host(self.transport), error=e)
+                           channel=self.ctx.channel.name, peer=self.peer, error=e)
             return b""
         if message.server:
             self._log.info("{channel}: ignoring server-side COM-PORT-OPTION {command} from {peer}",
                            channel=self.ctx.channel.name, command=message.command.name,
-                           peer=peer_host(self.transport))
+                           peer=self.peer)
             return b""
         # Tolerate clients that send COM-PORT-OPTION without negotiating it.
         prefix = b"" if self._com_port else self._start_com_port()
@@ -335,7 +269,7 @@ class Rfc2217Protocol(Protocol):
     def _signature(self, message: t.ComPortMessage) -> bytes:
         if message.value:
             self._log.info("{channel}: client {peer} signature {text!r}", channel=self.ctx.channel.name,
-                           peer=peer_host(self.transport), text=message.value)
+                           peer=self.peer, text=message.value)
             return b""
         return t.server_reply(Cmd.SIGNATURE, self.factory.signature.encode())
 
@@ -374,7 +308,7 @@ class Rfc2217Protocol(Protocol):
     def _refused(self, what: str, value: int) -> None:
         self._log.info("{channel}: {peer} asked for {what} {value}, which is out of range; "
                        "answering with the value in force", channel=self.ctx.channel.name,
-                       peer=peer_host(self.transport), what=what, value=value)
+                       peer=self.peer, what=what, value=value)
 
     def _set_control(self, message: t.ComPortMessage) -> bytes:
         channel = self.ctx.channel
@@ -402,7 +336,7 @@ class Rfc2217Protocol(Protocol):
             answer = t.CONTROL_RTS_ON if channel.rts else t.CONTROL_RTS_OFF
         else:
             self._log.info("{channel}: ignoring unknown SET-CONTROL value {value} from {peer}",
-                           channel=channel.name, value=value, peer=peer_host(self.transport))
+                           channel=channel.name, value=value, peer=self.peer)
             return b""
         return t.server_reply(Cmd.SET_CONTROL, answer)
 
@@ -422,7 +356,7 @@ class Rfc2217Protocol(Protocol):
     def _suspend(self, message: t.ComPortMessage) -> bytes:
         if not self.suspended:
             self.suspended = True
-            self._update_jam()
+            self.update_jam()
         return b""
 
     def _resume(self, message: t.ComPortMessage) -> bytes:
@@ -431,7 +365,7 @@ class Rfc2217Protocol(Protocol):
             held, self._held, self._held_len = self._held, [], 0
             if held:
                 self.transport.write(b"".join(held))
-            self._update_jam()
+            self.update_jam()
         return b""
 
     def _set_linestate_mask(self, message: t.ComPortMessage) -> bytes:
@@ -447,7 +381,7 @@ class Rfc2217Protocol(Protocol):
         channel = self.ctx.channel
         if value not in (t.PURGE_RECEIVE, t.PURGE_TRANSMIT, t.PURGE_BOTH):
             self._log.info("{channel}: ignoring PURGE-DATA {value} from {peer}",
-                           channel=channel.name, value=value, peer=peer_host(self.transport))
+                           channel=channel.name, value=value, peer=self.peer)
             return b""
         if value & t.PURGE_RECEIVE:
             channel.flush_input()
@@ -458,13 +392,10 @@ class Rfc2217Protocol(Protocol):
 
     # -- flow towards the client ---------------------------------------------------------
 
-    def _set_transport_full(self, full: bool) -> None:
-        self._transport_full = full
-        self._update_jam()
-
-    def _update_jam(self) -> None:
-        if self._attached:
-            self.ctx.channel.set_jammed(self, self._transport_full or self.suspended)
+    @property
+    def jammed(self) -> bool:
+        """Serial data waits while the socket is full or the client asked us to suspend."""
+        return self.write_full or self.suspended
 
     def _send(self, data: bytes) -> None:
         """Unsolicited bytes for the client: held while it asked us to suspend."""
@@ -476,28 +407,11 @@ class Rfc2217Protocol(Protocol):
         else:
             self.ctx.channel.stats.serial_rx_dropped += len(data)
 
-    # -- inactivity time -----------------------------------------------------------------
-
-    def _touch(self) -> None:
-        ms = self.ctx.operating.inactivity_ms
-        if not ms:
-            return
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(ms / 1000)
-        else:
-            self._idle = self.ctx.reactor.callLater(ms / 1000, self._inactive)
-
-    def _inactive(self) -> None:
-        self._log.info("{channel}: closing {peer} after {ms} ms of inactivity",
-                       channel=self.ctx.channel.name, peer=peer_host(self.transport),
-                       ms=self.ctx.operating.inactivity_ms)
-        self.transport.loseConnection()
-
     # -- IChannelSession -----------------------------------------------------------------
 
     def serial_data(self, data: bytes) -> None:
         self._send(t.escape_data(data, self._binary_out))
-        self._touch()
+        self.touch()
 
     def _modem_now(self) -> int:
         channel = self.ctx.channel
@@ -527,14 +441,6 @@ class Rfc2217Protocol(Protocol):
             self.factory.break_on = False
         self._modem_update()  # CD and the others drop while the device is gone
 
-    def pause_input(self) -> None:
-        self.transport.pauseProducing()
-
-    def resume_input(self) -> None:
-        self.transport.resumeProducing()
-
-    def abort(self) -> None:
-        self.transport.abortConnection()
 
 
 class Rfc2217Factory(Factory):
@@ -546,10 +452,16 @@ class Rfc2217Factory(Factory):
 
     def __init__(self, ctx: PortContext) -> None:
         self.ctx = ctx
-        self.active: list[Rfc2217Protocol] = []
+        # Answers go out at once (esptool waits for each): the gate sets TCP_NODELAY.
+        self.gate: Gate = ctx.gate()
         self.break_on = False
         self.overridden = False
         self.signature = f"nport-twisted {__version__} {ctx.channel.name} ({ctx.channel.device})"
+
+    @property
+    def active(self) -> list[AdmittedSession]:
+        """The clients connected now (admitted by the gate)."""
+        return self.gate.active
 
     def buildProtocol(self, addr: Any) -> Rfc2217Protocol:
         return Rfc2217Protocol(self)

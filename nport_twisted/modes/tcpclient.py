@@ -40,22 +40,17 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectingCancelledError
-from twisted.internet.interfaces import (
-    IDelayedCall,
-    IProtocol,
-    IProtocolFactory,
-    IPushProducer,
-    IStreamClientEndpoint,
-)
+from twisted.internet.interfaces import IProtocol, IProtocolFactory, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted.device.channel import IChannelSession, LineEvents
-from nport_twisted.net.frontend import ConnectionInfo, PortContext, set_keepalive
-from nport_twisted.device.adapter import ModemLines
+from nport_twisted._txinternals import BufferProducer
 from nport_twisted.config.settings import ConnectionControl
+from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines
+from nport_twisted.net.listener import ConnectionInfo
+from nport_twisted.net.session import ClockedTimeout, PortContext, set_keepalive
 
 #: Serial bytes kept while no destination is connected; beyond it the oldest
 #: are dropped (and counted).  Ours: a classic NPort has a 1 KiB serial
@@ -168,23 +163,6 @@ class _DestinationFactory(Factory):
         return TcpClientProtocol(self.destination)
 
 
-@implementer(IPushProducer)
-class _JamProducer:
-    """Registered with a destination's transport: its buffer state marks it jammed."""
-
-    def __init__(self, destination: Destination) -> None:
-        self._destination = destination
-
-    def pauseProducing(self) -> None:
-        self._destination.controller._set_jammed(self._destination, True)
-
-    def resumeProducing(self) -> None:
-        self._destination.controller._set_jammed(self._destination, False)
-
-    def stopProducing(self) -> None:
-        self._destination.controller._set_jammed(self._destination, False)
-
-
 class Destination:
     """One destination: its address, its reconnecting connector and its current connection."""
 
@@ -218,7 +196,7 @@ class Destination:
 
 
 @implementer(IChannelSession)
-class TcpClientController(service.Service):
+class TcpClientController(service.Service, ClockedTimeout):
     """
     One serial port in TCP Client mode: attached to the channel while
     running, it decides when the destinations are wanted, fans serial data
@@ -230,6 +208,7 @@ class TcpClientController(service.Service):
     def __init__(self, ctx: PortContext,
                  retry_policy: Callable[[int], float] = reconnect_delay) -> None:
         self.ctx = ctx
+        self.clock = ctx.reactor  # the inactivity timer's
         self.channel = ctx.channel
         self.control = ctx.operating.connection_control
         self.stats = TcpClientStats()
@@ -239,7 +218,6 @@ class TcpClientController(service.Service):
         self._no_lines_logged = False
         self._input_paused = False
         self._jammed: set[Destination] = set()
-        self._idle: IDelayedCall | None = None
         self.destinations: list[Destination] = []
         local_ports = ctx.operating.designated_local_ports
         for i, text in enumerate(ctx.operating.destinations):
@@ -354,19 +332,13 @@ class TcpClientController(service.Service):
         if (self.control is not ConnectionControl.ANY_CHARACTER_INACTIVITY or not ms
                 or not self.wanted or not self.connected):
             return
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(ms / 1000)
-        else:
-            self._idle = self.ctx.reactor.callLater(ms / 1000, self._inactive)
+        self.setTimeout(ms / 1000)  # (re)starts the one timer
 
-    def _inactive(self) -> None:
-        self._idle = None
+    def timeoutConnection(self) -> None:
         self._want(False, f"{self.ctx.operating.inactivity_ms} ms of inactivity")
 
     def _cancel_idle(self) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        self.setTimeout(None)
 
     # -- destination events ------------------------------------------------------------
 
@@ -379,7 +351,7 @@ class TcpClientController(service.Service):
         self.stats.connects += 1
         dest.net = ctx.net.add_connection(transport, ctx.index)
         set_keepalive(transport, ctx.operating.tcp_alive_check_min)
-        transport.registerProducer(_JamProducer(dest), True)
+        transport.registerProducer(BufferProducer(lambda full: self._set_jammed(dest, full)), True)
         if self._input_paused:
             transport.pauseProducing()
         count = len(self.connected)
@@ -518,6 +490,12 @@ class TcpClientController(service.Service):
         for d in self.destinations:
             if d.protocol is not None:
                 d.protocol.transport.resumeProducing()
+
+    def abort(self) -> None:
+        for d in self.destinations:
+            if d.protocol is not None:
+                d.closing = True
+                d.protocol.transport.abortConnection()
 
 
 def _shifted(ctx: PortContext, port: int) -> int:

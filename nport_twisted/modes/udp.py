@@ -50,9 +50,9 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from nport_twisted.device.channel import IChannelSession, LineEvents
-from nport_twisted.net.frontend import ListenerInfo, ListenError, PortContext, privileged_port_hint
-from nport_twisted.device.adapter import ModemLines
+from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines
+from nport_twisted.net.listener import ListenerInfo, ListenError, privileged_port_hint
+from nport_twisted.net.session import PortContext
 from nport_twisted.config.settings import UdpDestination
 
 __all__ = [
@@ -261,6 +261,11 @@ class UdpModeProtocol(DatagramProtocol):
         resume = getattr(self.transport, "resumeProducing", None)
         if callable(resume):
             resume()
+
+    def abort(self) -> None:
+        # A UDP socket has no connection to drop: detached, it only stops
+        # hearing the device; the service closes the socket with the mode.
+        self.detach()
 
 
 Listen = Callable[[int, DatagramProtocol, str], Any]

@@ -46,7 +46,7 @@ import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IReactorFDSet, IReactorTime, IReadDescriptor
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -59,13 +59,15 @@ from nport_twisted.wire.dsci import (
     NetstatRequest,
     Request,
 )
-from nport_twisted.net.frontend import (
+from nport_twisted.net.listener import (
     ConnectionInfo,
     ListenerInfo,
     ListenError,
     ListenerService,
     NetTable,
+    privileged_port_hint,
 )
+from nport_twisted.net.session import AdmittedSession, Gate
 from nport_twisted.config.identity import (
     ZERO_IP,
     DeviceIdentity,
@@ -698,7 +700,6 @@ class DsciService(service.Service):
             self.port = self._listen(server.reactor, port, bind, self.protocol)
         except OSError as e:
             if e.errno in (errno.EACCES, errno.EPERM):
-                from nport_twisted.net.frontend import privileged_port_hint
                 message = privileged_port_hint(port)
             else:
                 message = f"cannot listen on UDP {bind}:{port} for DSCI: {e.strerror or e}"
@@ -919,7 +920,7 @@ class CaptureLog:
             os.close(fd)
 
 
-class CaptureProtocol(Protocol):
+class CaptureProtocol(AdmittedSession):
     """
     One TCP 4900 connection: every byte received is logged as a hex dump
     and appended to the capture file; nothing is ever sent (dsci.md §9: the
@@ -929,95 +930,61 @@ class CaptureProtocol(Protocol):
     _log = Logger()
 
     def __init__(self, factory: CaptureFactory) -> None:
+        super().__init__(factory.gate)
         self.factory = factory
-        self.peer = "?"
-        self.received = 0
+        self.peer_address = "?"
+        self.received_bytes = 0
         self._limit_noted = False
-        self._net: ConnectionInfo | None = None
-        self._idle: Any = None
 
     def _stamp(self) -> str:
         now = self.factory.clock.seconds()
         return _dt.datetime.fromtimestamp(now, _dt.UTC).isoformat(timespec="milliseconds")
 
     def _record(self, line: str, dump: str = "") -> None:
-        self.factory.capture.append(f"{self._stamp()} {self.peer} {line}\n" + (dump + "\n" if dump else ""))
+        self.factory.capture.append(f"{self._stamp()} {self.peer_address} {line}\n"
+                                    + (dump + "\n" if dump else ""))
 
-    def connectionMade(self) -> None:
-        f = self.factory
-        transport: Any = self.transport
+    def admitted(self) -> None:
         try:
-            peer = transport.getPeer()
-            self.peer = f"{peer.host}:{peer.port}"
-            host = str(peer.host)
+            peer = self.transport.getPeer()
+            self.peer_address = f"{peer.host}:{peer.port}"
         except AttributeError:
-            host = ""
-        if not f.accessible().allows(host):
-            self._log.info("TCP 4900: refused {peer} (accessible IP list)", peer=self.peer)
-            transport.abortConnection()
-            return
-        if len(f.connections) >= f.max_connections:
-            self._log.info("TCP 4900: refused {peer} ({n} capture connections open)", peer=self.peer,
-                           n=len(f.connections))
-            transport.abortConnection()
-            return
-        f.connections.add(self)
-        self._net = f.net.add_connection(self.transport, None) if f.net is not None else None
+            pass
         self._log.info("TCP 4900: connection from {peer}; recording what it sends, answering nothing",
-                       peer=self.peer)
+                       peer=self.peer_address)
         self._record("connected")
-        self._touch()
 
-    def _touch(self) -> None:
-        f = self.factory
-        if f.idle_timeout <= 0:
-            return
-        if self._idle is not None and self._idle.active():
-            self._idle.reset(f.idle_timeout)
-        else:
-            self._idle = f.clock.callLater(f.idle_timeout, self._timed_out)
-
-    def _timed_out(self) -> None:
-        self._idle = None
+    def timeoutConnection(self) -> None:
         self._record(f"idle for {self.factory.idle_timeout} s; closing")
-        transport: Any = self.transport
-        transport.loseConnection()
+        self.transport.loseConnection()
 
-    def dataReceived(self, data: bytes) -> None:
+    def received(self, data: bytes) -> None:
         f = self.factory
-        start = self.received
-        self.received += len(data)
-        self._touch()
+        start = self.received_bytes
+        self.received_bytes += len(data)
+        self.touch()
         room = max(0, f.per_connection_limit - start)
         kept = data[:room]
         if kept:
             dump = hexdump(kept, start)
             self._log.info("TCP 4900: {peer} sent {n} bytes (offset {offset}):\n{dump}",
-                           peer=self.peer, n=len(kept), offset=start, dump=dump)
+                           peer=self.peer_address, n=len(kept), offset=start, dump=dump)
             self._record(f"received {len(kept)} bytes at offset {start}", dump)
         if len(kept) < len(data) and not self._limit_noted:
             self._limit_noted = True
             self._log.info("TCP 4900: {peer} passed {limit} bytes; counting but not recording more",
-                           peer=self.peer, limit=f.per_connection_limit)
+                           peer=self.peer_address, limit=f.per_connection_limit)
             self._record(f"capture limit of {f.per_connection_limit} bytes reached; "
                          "further bytes are counted, not recorded")
 
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        f = self.factory
-        if self not in f.connections:
-            return
-        f.connections.discard(self)
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
-        if f.net is not None:
-            f.net.remove_connection(self._net)
-        self._log.info("TCP 4900: {peer} closed after {n} bytes", peer=self.peer, n=self.received)
-        self._record(f"closed after {self.received} bytes")
+    def closed(self, reason: Failure) -> None:
+        self._log.info("TCP 4900: {peer} closed after {n} bytes", peer=self.peer_address,
+                       n=self.received_bytes)
+        self._record(f"closed after {self.received_bytes} bytes")
 
 
 class CaptureFactory(Factory):
-    """Builds L{CaptureProtocol}s sharing one capture file and limits."""
+    """Builds L{CaptureProtocol}s sharing one capture file and one gate."""
 
     noisy = False
     protocol = CaptureProtocol
@@ -1028,12 +995,16 @@ class CaptureFactory(Factory):
                  max_connections: int = 16, idle_timeout: float = 300.0) -> None:
         self.clock = clock
         self.capture = capture
-        self.accessible = accessible
-        self.net = net
         self.per_connection_limit = per_connection_limit
-        self.max_connections = max_connections
         self.idle_timeout = idle_timeout
-        self.connections: set[CaptureProtocol] = set()
+        # Over the limit: RST, as a capture of an unknown protocol owes nobody a clean close.
+        self.gate = Gate("TCP 4900", clock, accessible, net=net, limit=max_connections,
+                         idle_timeout=idle_timeout, abort_over_limit=True,
+                         kind="capture connection")
+
+    @property
+    def connections(self) -> list[AdmittedSession]:
+        return self.gate.active
 
     def buildProtocol(self, addr: Any) -> CaptureProtocol:
         return CaptureProtocol(self)

@@ -53,8 +53,9 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from nport_twisted.wire import aspp
 from nport_twisted._exceptions import NPortError
+from nport_twisted._txinternals import unsent_bytes
+from nport_twisted.wire import aspp
 
 __all__ = [
     "LINUX_DEFAULT",
@@ -299,17 +300,6 @@ class _Pending:
     deferred: Deferred[list[aspp.Reply]]
     replies: list[aspp.Reply] = attrs.Factory(list)
     timer: IDelayedCall | None = None
-
-
-def _unsent(transport: Any) -> int:
-    """Bytes a Twisted transport still holds in user space (best effort, private fields)."""
-    candidates: list[Any] = [transport, getattr(transport, "transport", None)]
-    for t in candidates:
-        try:
-            return int(len(t.dataBuffer) - t.offset + t._tempDataLen)
-        except (AttributeError, TypeError):
-            continue
-    return 0
 
 
 def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: bool) -> Any:
@@ -645,7 +635,7 @@ class RealComClient:
         deadline = clock.seconds() + self.closing_wait
         # Like the driver's wait for its own buffer to reach the daemon.
         while (
-            self._data is not None and _unsent(self._data.transport) and clock.seconds() < deadline
+            self._data is not None and unsent_bytes(self._data.transport) and clock.seconds() < deadline
         ):
             await _sleep(clock, DRAIN_INTERVAL)
         zeros = 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from twisted.application import service
 
-from nport_twisted.net.frontend import ListenerService
+from nport_twisted.net.listener import ListenerService
 from nport_twisted.web.console import WebConsole
 from nport_twisted.web.resources import ConsoleSite
 

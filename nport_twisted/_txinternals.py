@@ -1,0 +1,146 @@
+# -*- test-case-name: tests.test_serialdev -*-
+"""
+Twisted transport plumbing the rest of the package shares, in one place.
+
+Some of it reads private state of Twisted's C{FileDescriptor} (its write
+buffer: C{dataBuffer}, C{offset}, C{_tempDataBuffer}, C{_tempDataLen}),
+because Twisted keeps no public count of unsent bytes and has no "send now"
+call.  Keep every such access here, so a Twisted upgrade has one module to
+check.  Front-ends, the channel, the device adapter and the tools import
+from here; nothing here imports the rest of the package.
+
+  - L{write_now}: C{transport.write} without the extra reactor turn when
+    nothing is queued (the relay latency of a small write).
+  - L{unsent_bytes}, L{discard_unsent}: the user-space write buffer.
+  - L{unread_bytes}, L{discard_unread}: the kernel receive queue of a TCP
+    socket (Real COM WAIT_OQUEUE and FLUSH).
+  - L{BufferProducer}: the one push-producer adapter, registered with a
+    transport to hear when its write buffer fills and drains.
+"""
+
+from __future__ import annotations
+
+import array
+import fcntl
+import socket
+import termios
+from typing import Any, Callable
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.interfaces import IPushProducer, ISSLTransport
+from zope.interface import implementer
+
+#: Unread socket bytes discarded at most per L{discard_unread} call (bounds the loop).
+MAX_DISCARD = 1 << 20
+
+
+def write_now(transport: Any, data: bytes) -> None:
+    """
+    C{transport.write(data)}, but sent at once when nothing is queued ahead.
+
+    Twisted's C{FileDescriptor.write} only queues: the bytes go out on the
+    next reactor turn, after another epoll round and two epoll_ctl calls.
+    On a relay (TCP to serial and back) that is most of the latency of a
+    small write.  When the transport's buffer is empty, writing now keeps
+    the order; what the kernel does not take is queued as usual (so flow
+    control and producers behave as before), and any error is left to the
+    normal write path to report.  Only a plain C{FileDescriptor} (TCP
+    connection, SerialPort) takes the fast path; anything else (TLS, any
+    other wrapper, test fakes) just gets C{write}.
+    """
+    if ISSLTransport.providedBy(transport) or not isinstance(transport, FileDescriptor):
+        # Wrappers (TLS, policies.ProtocolWrapper) forward unknown attributes to
+        # the transport below: its writeSomeData would bypass them (for TLS, put
+        # plaintext on the wire).
+        transport.write(data)
+        return
+    try:
+        idle = (transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
+                and transport.connected and not transport.disconnecting
+                and not transport._writeDisconnected and not getattr(transport, "TLS", False))
+        write_some = transport.writeSomeData
+    except AttributeError:
+        idle = False
+    if idle and data:
+        sent = write_some(data)
+        if type(sent) is int and sent > 0:
+            if sent >= len(data):
+                return
+            data = data[sent:]
+    transport.write(data)
+
+
+def unsent_bytes(transport: Any) -> int:
+    """
+    Bytes a transport still holds in user space, not yet given to the
+    kernel (0 when it cannot tell).  For a TLS transport, the TCP transport
+    under it is asked.
+    """
+    candidate: Any
+    for candidate in (transport, getattr(transport, "transport", None)):
+        try:
+            return int(len(candidate.dataBuffer) - candidate.offset + candidate._tempDataLen)
+        except (AttributeError, TypeError):
+            continue
+    return 0
+
+
+def discard_unsent(transport: Any) -> None:
+    """Drop what a C{FileDescriptor} holds in its write buffer (serial output flush)."""
+    for name, value in (("dataBuffer", b""), ("offset", 0), ("_tempDataBuffer", []),
+                        ("_tempDataLen", 0)):
+        if hasattr(transport, name):
+            setattr(transport, name, value)
+
+
+def unread_bytes(transport: Any) -> int:
+    """Bytes the peer sent that we have not read yet (the socket's kernel receive queue)."""
+    if transport is None or ISSLTransport.providedBy(transport):
+        return 0
+    try:
+        buf = array.array("i", [0])
+        fcntl.ioctl(transport.getHandle().fileno(), termios.FIONREAD, buf, True)
+        return int(buf[0])
+    except (AttributeError, OSError, ValueError):
+        return 0
+
+
+def discard_unread(transport: Any, limit: int = MAX_DISCARD) -> int:
+    """Read and drop what the peer sent and we have not read yet; return how many bytes."""
+    if transport is None or ISSLTransport.providedBy(transport):
+        return 0  # TLS records cannot be dropped from under the TLS layer
+    dropped = 0
+    try:
+        sock = transport.getHandle()
+        while dropped < limit:
+            chunk = sock.recv(65536, socket.MSG_DONTWAIT)
+            if not chunk:
+                break  # EOF: left for the reactor to notice
+            dropped += len(chunk)
+    except BlockingIOError:
+        pass  # nothing (more) unread: the normal end
+    except (AttributeError, OSError, ValueError):
+        pass  # not a socket (tests) or the connection is going away
+    return dropped
+
+
+@implementer(IPushProducer)
+class BufferProducer:
+    """
+    Registered (streaming) with a transport to learn the state of its write
+    buffer: C{full(True)} when it passes the transport's high-water mark
+    (C{pauseProducing}), C{full(False)} when it drains (C{resumeProducing})
+    or the connection ends (C{stopProducing}).
+    """
+
+    def __init__(self, full: Callable[[bool], object]) -> None:
+        self._full = full
+
+    def pauseProducing(self) -> None:
+        self._full(True)
+
+    def resumeProducing(self) -> None:
+        self._full(False)
+
+    def stopProducing(self) -> None:
+        self._full(False)

@@ -1,0 +1,164 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+Listening sockets: the listener service (endpoint strings, a clear error for
+privileged ports) and the table of listeners and connections of the whole
+box that DSCI netstat, the monitor and SNMP read.
+
+What happens to a connection once accepted is L{nport_twisted.net.session}.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from typing import Any
+
+import attrs
+from twisted.application import service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
+from twisted.logger import Logger
+
+
+@attrs.frozen
+class ListenerInfo:
+    """One listening socket, for netstat (DSCI 0x14/0x1D) and the monitor."""
+
+    proto: str  # "tcp" or "udp"
+    port: int
+    port_index: int | None  # serial port (0-based) it serves, None for device services
+
+
+@attrs.frozen
+class ConnectionInfo:
+    """One connected TCP socket."""
+
+    local_host: str
+    local_port: int
+    remote_host: str
+    remote_port: int
+    port_index: int | None
+
+
+class NetTable:
+    """Listeners and connections of the whole service."""
+
+    def __init__(self) -> None:
+        self.listeners: list[ListenerInfo] = []
+        self.connections: list[ConnectionInfo] = []
+
+    def add_listener(self, info: ListenerInfo) -> None:
+        self.listeners.append(info)
+
+    def remove_listener(self, info: ListenerInfo) -> None:
+        if info in self.listeners:
+            self.listeners.remove(info)
+
+    def add_connection(self, transport: Any, port_index: int | None) -> ConnectionInfo | None:
+        try:
+            host, peer = transport.getHost(), transport.getPeer()
+            info = ConnectionInfo(host.host, host.port, peer.host, peer.port, port_index)
+        except AttributeError:
+            return None
+        self.connections.append(info)
+        return info
+
+    def remove_connection(self, info: ConnectionInfo | None) -> None:
+        if info is not None and info in self.connections:
+            self.connections.remove(info)
+
+
+def split_endpoint(description: str) -> tuple[str, int, str]:
+    """
+    (kind, port, interface) of a server endpoint string as
+    L{NPortService.endpoint} builds it (C{tcp:4001},
+    C{udp:4001:interface=\\:\\:1}); Twisted parses no UDP endpoints for us.
+    """
+    kind, *rest = re.split(r"(?<!\\):", description)
+    if not rest or not rest[0].isdecimal():
+        raise ValueError(f"not a server endpoint with a port: {description!r}")
+    interface = ""
+    for option in rest[1:]:
+        key, _, value = option.partition("=")
+        if key == "interface":
+            interface = value.replace("\\:", ":")
+    return kind, int(rest[0]), interface
+
+
+def privileged_port_hint(port: int) -> str:
+    return (f"cannot listen on port {port}: permission denied. Ports below 1024 need root or "
+            f"CAP_NET_BIND_SERVICE (e.g. setcap cap_net_bind_service=+ep on the python binary, "
+            f"or AmbientCapabilities=CAP_NET_BIND_SERVICE under systemd); or shift every port "
+            f"with --port-offset N (e.g. --port-offset 10000)")
+
+
+class ListenerService(service.Service):
+    """
+    Listens on one endpoint while running.  A privileged port without
+    permission fails start-up with an error that names the fixes.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: IReactorCore, description: str, factory: IProtocolFactory,
+                 net: NetTable | None = None, port_index: int | None = None) -> None:
+        self._reactor = reactor
+        self.description = description
+        self.factory = factory
+        self._net = net
+        self._port_index = port_index
+        self._info: ListenerInfo | None = None
+        self._port: IListeningPort | None = None
+        self._listening: Deferred[Any] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        endpoint = serverFromString(self._reactor, self.description)
+        d = endpoint.listen(self.factory)
+        failure: list[Any] = []
+
+        def listening(port: IListeningPort) -> IListeningPort:
+            self._port = port
+            if self._net is not None:
+                host = port.getHost()
+                proto = str(getattr(host, "type", "TCP")).lower()
+                self._info = ListenerInfo(proto, int(getattr(host, "port", 0)), self._port_index)
+                self._net.add_listener(self._info)
+            return port
+
+        def failed(f: Any) -> None:
+            err = f.value
+            socket_error = getattr(err, "socketError", None)
+            if isinstance(err, CannotListenError) and getattr(socket_error, "errno", None) in (
+                    errno.EACCES, errno.EPERM):
+                message = privileged_port_hint(err.port)
+            else:
+                message = f"cannot listen on {self.description}: {err}"
+            self._log.critical("{message}", message=message)
+            failure.append(ListenError(message))
+
+        d.addCallbacks(listening, failed)
+        self._listening = d
+        if failure:  # endpoints listen synchronously on a real reactor: fail start-up now
+            raise failure[0]
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._net is not None and self._info is not None:
+            self._net.remove_listener(self._info)
+            self._info = None
+        port, self._port = self._port, None
+        if port is None:
+            return succeed(None)
+        stopped = port.stopListening()
+        return stopped if isinstance(stopped, Deferred) else succeed(None)
+
+    @property
+    def port(self) -> IListeningPort | None:
+        return self._port
+
+
+class ListenError(Exception):
+    """A listener could not be started; the message says how to fix it."""
