@@ -750,8 +750,11 @@ class FirstStartTests(WebTestCase):
 
     def test_only_setup_page(self) -> None:
         """Without a password every page leads to the set-password page, the API says so."""
-        for path in ("/", "/overview", "/login", "/serial?port=1"):
+        for path in ("/overview", "/login", "/serial?port=1"):
             self.assertEqual(self.client.get(path).header("location"), "/setup", path)
+        root = self.client.get("/")  # the page itself, as an NPort answers (issue 11)
+        self.assertEqual((root.code, root.header("location")), (200, None))
+        self.assertIn('action="/setup"', root.text)
         page = self.client.get("/setup")
         self.assertEqual(page.code, 200)
         self.assertIn("setup token", page.text)
@@ -1560,3 +1563,156 @@ class ServiceTests(WebTestCase):
         self.assertIn(
             OFFSET + 80, [l.port for l in self.server.net.listeners if l.port_index is None]
         )
+
+
+class HttpFaceTests(WebTestCase):
+    """The console answers as an NPort's MoxaHttp server, never with Twisted's stock pages."""
+
+    def raw(self, data: bytes) -> tuple[bytes, bool]:
+        """Send C{data} on a fresh connection: (everything answered, connection closed)."""
+        addr = IPv4Address("TCP", "127.0.0.1", 40001)
+        protocol = self.site.buildProtocol(addr)
+        transport = StringTransport(
+            peerAddress=addr, hostAddress=IPv4Address("TCP", "127.0.0.1", 10080)
+        )
+        protocol.makeConnection(transport)
+        protocol.dataReceived(data)
+        closed = transport.disconnecting
+        protocol.connectionLost(Failure(ConnectionDone()))
+        return transport.value(), closed
+
+    def test_http10_root_is_nport_console(self) -> None:
+        """nmap's probe (GET / HTTP/1.0) gets HTTP/1.1 200, MoxaHttp and the NPort title."""
+        answer, closed = self.raw(b"GET / HTTP/1.0\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:40])
+        head, _, body = answer.partition(b"\r\n\r\n")
+        self.assertIn(b"\r\nServer: MoxaHttp/2.2\r\n", head + b"\r\n")
+        self.assertIn(b"\r\nConnection: close", head)
+        self.assertNotIn(b"chunked", head.lower())
+        self.assertIn(b"<TITLE>NPort Web Console</TITLE>", body)
+        self.assertTrue(closed)
+        # The match nmap's service probes use for an NPort's web server.
+        nmap = re.compile(
+            rb"^HTTP/1\.1 200 (?:[^\r\n]*\r\n(?!\r\n))*?Server: MoxaHttp/([\w._-]+)\r\n"
+            rb".*<TITLE>NPort Web Console</TITLE>",
+            re.S,
+        )
+        self.assertIsNotNone(nmap.match(answer))
+
+    def test_root_shows_login_and_overview(self) -> None:
+        """C{/} is the login page before login and the overview after, never a redirect."""
+        page = self.client.get("/")
+        self.assertEqual((page.code, page.header("location")), (200, None))
+        self.assertIn('action="/login"', page.text)
+        self.assertNotIn("00:90:E8", page.text)
+        self.login()
+        page = self.client.get("/")
+        self.assertEqual(page.code, 200)
+        self.assertIn("00:90:E8:12:34:56", page.text)
+
+    def test_http11_keeps_chunked_framing(self) -> None:
+        """An HTTP/1.1 client still gets HTTP/1.1 framing (no forced close)."""
+        answer, closed = self.raw(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200 OK\r\n"))
+        self.assertFalse(closed)
+
+    def test_own_error_pages(self) -> None:
+        """Unknown paths and methods get the console's pages, not Twisted's."""
+        stock = (b"No Such Resource", b"Huh?", b"approached me", b"Processing Failed")
+        for method, path, code in (
+            ("GET", "/no/such/page", 404),
+            ("GET", "/static/missing.js", 404),
+            ("GET", "/api/nothing", 404),
+            ("PUT", "/login", 405),
+            ("BREW", "/login", 501),
+        ):
+            response = self.client.request(method, path)
+            self.assertEqual(response.code, code, path)
+            self.assertEqual(response.header("server"), "MoxaHttp/2.2")
+            for text in stock:
+                self.assertNotIn(text, response.body, (method, path))
+        self.assertEqual(self.client.get("/api/nothing").json()["error"], "not_found")
+        self.assertIn("GET", self.client.request("PUT", "/login").header("allow") or "")
+        self.assertEqual(self.client.request("HEAD", "/login").code, 200)
+
+    def test_rendering_failure_is_a_page(self) -> None:
+        """A failure while rendering is logged and answered 500 with the console's page."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+
+        def boom() -> Any:
+            raise RuntimeError("boom")
+
+        self.patch(self.console, "identity", boom)
+        response = self.client.post("/login", form={"password": PASSWORD})
+        self.assertEqual(response.code, 303)
+        response = self.client.get("/overview")
+        self.assertEqual(response.code, 500)
+        self.assertIn(b"Internal Error", response.body)
+        self.assertNotIn(b"Traceback", response.body)
+        self.assertNotIn(b"boom", response.body)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(any("failed" in e.get("log_format", "") for e in events))
+
+    def test_long_uri_and_headers(self) -> None:
+        """Over-long request lines get 414, over-long or too many headers 431; then close."""
+        for request, code in (
+            (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+            (b"GET /" + b"a" * 40000, 414),  # no end of line at all
+            (b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n", 431),
+            (b"GET / HTTP/1.1\r\n" + b"X-A: 1\r\n" * 150 + b"\r\n", 431),
+            (b"GET / HTTP/1.1\r\nno colon here\r\n\r\n", 400),
+        ):
+            answer, closed = self.raw(request)
+            status = answer.split(b"\r\n", 1)[0]
+            self.assertEqual(int(status.split()[1]), code, status)
+            self.assertIn(b"\r\nServer: MoxaHttp/2.2\r\n", answer)
+            self.assertIn(b"\r\nContent-Length: ", answer)
+            self.assertTrue(closed)
+        answer, _ = self.raw(b"GET / HTTP/1.1\r\nX-Big: " + b"b" * 20000 + b"\r\n\r\n")
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+
+    def test_429_reason_phrase(self) -> None:
+        """Rate limiting answers 429 Too Many Requests (Twisted knows no phrase for it)."""
+        for _ in range(5):
+            self.client.post("/login", form={"password": "nope"})
+        addr = IPv4Address("TCP", "127.0.0.1", 40002)
+        protocol = self.site.buildProtocol(addr)
+        transport = StringTransport(peerAddress=addr)
+        protocol.makeConnection(transport)
+        body = b"password=nope"
+        protocol.dataReceived(
+            b"POST /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 429 Too Many Requests\r\n"))
+        protocol.connectionLost(Failure(ConnectionDone()))
+
+    def test_nested_json_refused_before_parsing(self) -> None:
+        """A deeply nested or malformed JSON body is a 400 JSON error, before or after login."""
+        for path in ("/api/v1/session", "/api/v1/setup"):
+            for body in (b"[" * 100000, b"{" * 50 + b"}" * 50, b'{"a": '):
+                response = self.client.post(
+                    path, body=body, headers={"Content-Type": "application/json"}
+                )
+                self.assertIn(response.code, (400, 409), path)
+                if response.code == 400:
+                    self.assertEqual(response.json()["error"], "bad_json")
+        token = self.api_token()
+        response = self.client.request(
+            "PATCH",
+            "/api/v1/settings/basic",
+            body=b'{"server_name": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        self.assertEqual((response.code, response.json()["error"]), (400, "bad_json"))
+        self.assertIn("nested deeper than 32", response.json()["message"])
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_json_depth(self) -> None:
+        """Nesting is counted outside strings only."""
+        self.assertEqual(forms.json_depth(b'{"a": [1, {"b": "[[[{{"}]}'), 3)
+        self.assertEqual(forms.json_depth(b'"\\"[["'), 0)
+        self.assertEqual(forms.parse_json(b""), None)
+        self.assertRaises(forms.JsonError, forms.parse_json, b"[" * 33 + b"]" * 33)
+        self.assertEqual(forms.parse_json(b"[" * 32 + b"]" * 32), [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]])

@@ -172,7 +172,9 @@ class BrowserTests(TestCase):
 
         d = self.driver
         d.get(self.base + "/")
-        self._until(lambda d: d.current_url.endswith("/setup"))
+        # "/" is the set-password page itself (an NPort answers "/" with 200, no redirect).
+        self._until(lambda d: d.find_elements(By.ID, "setup_token"))
+        self.assertTrue(d.current_url.endswith(":%d/" % (self.offset + 80)))
         self.assertEqual(d.title, "NPort Web Console")
         d.find_element(By.ID, "setup_token").send_keys(token)
         d.find_element(By.ID, "new_password").send_keys(PASSWORD)

@@ -101,9 +101,9 @@ class ApiV1(ConsoleResource):
         if len(raw) > MAX_IMPORT:
             raise ApiError(413, "too_large", "the body is too large")
         try:
-            return json.loads(raw.decode("utf-8") or "null")
-        except (UnicodeDecodeError, ValueError) as e:
-            raise ApiError(400, "bad_json", f"the body is not valid JSON: {e}") from None
+            return forms.parse_json(raw)
+        except forms.JsonError as e:
+            raise ApiError(400, "bad_json", str(e)) from None
 
     def _auth(self, request: Any, method: bytes) -> Session:
         if not self.console.password_set:

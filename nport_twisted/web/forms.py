@@ -23,6 +23,7 @@ that can be shown next to that field.
 from __future__ import annotations
 
 import enum
+import json
 import re
 import typing
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -622,6 +623,45 @@ def config_to_json(config: DeviceConfig) -> dict[str, Any]:
     return out
 
 
+#: Deepest nesting of arrays/objects a JSON body may have; no settings
+#: body needs more than 4 levels.  Checked before parsing, so a hostile
+#: body cannot drive the parser (or anything after it) into deep recursion.
+MAX_JSON_DEPTH = 32
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_JSON_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+class JsonError(ValueError):
+    """A request body that is not acceptable JSON; the message says why."""
+
+
+def json_depth(raw: bytes) -> int:
+    """The deepest bracket nesting in JSON text C{raw} (brackets inside strings ignored)."""
+    depth = deepest = 0
+    for m in _JSON_BRACKET.finditer(_JSON_STRING.sub(b'""', raw)):
+        if m.group() in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """
+    The value of the JSON body C{raw} (empty = C{None}).
+
+    @raise JsonError: not UTF-8, not JSON, or nested deeper than C{max_depth}.
+    """
+    if json_depth(raw) > max_depth:
+        raise JsonError(f"the body is nested deeper than {max_depth} levels")
+    try:
+        return json.loads(raw.decode("utf-8") or "null")
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise JsonError(f"the body is not valid JSON: {e}") from None
+
+
 def _type_name(tp: Any) -> str:
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}.get(
         tp, ""
@@ -990,6 +1030,7 @@ __all__ = [
     "Choice",
     "Field",
     "FieldErrors",
+    "JsonError",
     "check_modes",
     "classic_apply",
     "classic_group",
@@ -1001,6 +1042,7 @@ __all__ = [
     "parse_accessible_form",
     "parse_field",
     "parse_fields",
+    "parse_json",
     "parse_operating_form",
     "parse_serial_form",
     "parse_udp_rows",

@@ -37,6 +37,15 @@ def flatten(root: Any) -> bytes:
     return b"<!DOCTYPE html>\n" + result  # type: ignore[no-any-return]
 
 
+def classic_title(body: bytes) -> bytes:
+    """
+    C{body} with its title tag in capitals, as MOXA's firmware writes it
+    (C{<TITLE>NPort Web Console</TITLE>}); scanners such as nmap match that
+    case exactly.  HTML does not care.
+    """
+    return body.replace(f"<title>{TITLE}</title>".encode(), f"<TITLE>{TITLE}</TITLE>".encode(), 1)
+
+
 @attrs.frozen
 class Frame:
     """What the frame around a logged-in page shows."""

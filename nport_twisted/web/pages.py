@@ -317,6 +317,31 @@ class SetupPage(ConsoleResource):
 
 
 class RootPage(ConsoleResource):
+    """
+    C{/}: the page itself, not a redirect, as an NPort answers (200, titled
+    "NPort Web Console"): the set-password page, the login page, or the
+    overview once logged in.
+    """
+
+    def __init__(self, console: WebConsole, setup: SetupPage, login: LoginPage,
+                 overview: OverviewPage) -> None:
+        super().__init__(console)
+        self._setup, self._login, self._overview = setup, login, overview
+
+    def render_GET(self, request: Request) -> bytes | int:
+        body: bytes | int
+        if not self.console.password_set:
+            body = self._setup.render_GET(request)
+        elif session_of(self.console, request) is None:
+            body = self._login.render_GET(request)
+        else:
+            body = self._overview.render_GET(request)
+        return html.classic_title(body) if isinstance(body, bytes) else body
+
+
+class MainPage(ConsoleResource):
+    """C{/main.htm}, where classic bookmarks point: on to the console."""
+
     def render_GET(self, request: Request) -> bytes:
         if not self.console.password_set:
             return redirect(request, "/setup")

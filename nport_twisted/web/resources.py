@@ -12,6 +12,8 @@ L{nport_twisted.web.html}.  Security rules applied here (docs/web-console.md):
 
   - every request: the accessible IP list, security headers (CSP without
     inline code, no framing, no caching of pages), C{Server: MoxaHttp/2.2};
+    errors are the console's own pages and the status line is always
+    HTTP/1.1 (L{nport_twisted.web.protocol});
   - no password yet: only the set-password page (it needs the setup token
     from the log);
   - pages and the API need a session: the C{nport_session} cookie
@@ -30,7 +32,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from twisted.web.resource import IResource, NoResource, Resource
+from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from nport_twisted.web.api import ApiV1
@@ -48,6 +50,7 @@ from nport_twisted.web.pages import (
     FactoryPage,
     LoginPage,
     LogoutPage,
+    MainPage,
     MonitorPage,
     NetworkPage,
     OperatingPage,
@@ -60,24 +63,12 @@ from nport_twisted.web.pages import (
     WarningPage,
 )
 
-_CSP = (
-    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+from nport_twisted.web.protocol import (
+    SECURITY_HEADERS,
+    ConsoleChannel,
+    ConsoleRequest,
+    ErrorResource,
 )
-
-
-class _Refused(Resource):
-    isLeaf = True
-
-    def __init__(self, code: int, text: str) -> None:
-        super().__init__()
-        self.code = code
-        self.text = text
-
-    def render(self, request: Request) -> bytes:
-        request.setResponseCode(self.code)
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        return self.text.encode() + b"\n"
 
 
 _TYPES = {
@@ -118,7 +109,7 @@ class StaticFiles(Resource):
                     self.putChild(name.encode(), StaticFile(f.read(), kind))
 
     def getChild(self, path: bytes, request: Any) -> IResource:
-        return NoResource()
+        return ErrorResource(404)
 
 
 class Root(Resource):
@@ -127,12 +118,13 @@ class Root(Resource):
     def __init__(self, console: WebConsole) -> None:
         super().__init__()
         self.console = console
+        setup, login, overview = SetupPage(console), LoginPage(console), OverviewPage(console)
         pages: dict[bytes, Resource] = {
-            b"": RootPage(console),
-            b"login": LoginPage(console),
+            b"": RootPage(console, setup, login, overview),
+            b"login": login,
             b"logout": LogoutPage(console),
-            b"setup": SetupPage(console),
-            b"overview": OverviewPage(console),
+            b"setup": setup,
+            b"overview": overview,
             b"basic": BasicPage(console),
             b"network": NetworkPage(console),
             b"serial": SerialPage(console),
@@ -151,24 +143,24 @@ class Root(Resource):
         }
         for name, child in pages.items():
             self.putChild(name, child)
-        api = Resource()
+        api = _Directory()
         api.putChild(b"v1", ApiV1(console))
         self.putChild(b"api", api)
-        self.putChild(b"main.htm", RootPage(console))  # where classic bookmarks point
+        self.putChild(b"main.htm", MainPage(console))  # where classic bookmarks point
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return ErrorResource(404)
 
     def getChildWithDefault(self, path: bytes, request: Any) -> IResource:
-        request.setHeader(b"server", b"MoxaHttp/2.2")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        request.setHeader(b"x-frame-options", b"DENY")
-        request.setHeader(b"referrer-policy", b"same-origin")
-        request.setHeader(b"content-security-policy", _CSP)
+        for name, value in SECURITY_HEADERS:
+            request.setHeader(name, value)
         if path != b"static":
             request.setHeader(b"cache-control", b"no-store")
         host = client_host(request)
         if host and not self.console.running.accessible_ip.allows(host):
-            return _Refused(403, "Forbidden")
+            return ErrorResource(403)
         if not self.console.running.basic.web_console:
-            return _Refused(
+            return ErrorResource(
                 403,
                 "The web console is disabled (Basic Settings: web_console = no "
                 "in the settings file).",
@@ -177,14 +169,25 @@ class Root(Resource):
         return child
 
 
+class _Directory(Resource):
+    """A path segment with children only; anything else is the console's 404."""
+
+    def getChild(self, path: bytes, request: Any) -> IResource:
+        return ErrorResource(404)
+
+    def render(self, request: Any) -> bytes:
+        return ErrorResource(404).render(request)
+
+
 class ConsoleSite(Site):
     """The HTTP(S) site: drops connections from hosts outside the accessible IP list."""
 
     displayTracebacks = False
     noisy = False
+    protocol = ConsoleChannel  # type: ignore[assignment]  # no HTTP/2: a plain HTTP/1.1 channel
 
     def __init__(self, console: WebConsole, reactor: Any = None) -> None:
-        super().__init__(Root(console), reactor=reactor)
+        super().__init__(Root(console), requestFactory=ConsoleRequest, reactor=reactor)
         self.console = console
 
     def buildProtocol(self, addr: Any) -> Any:
