@@ -75,13 +75,9 @@ from nport_twisted.net.listener import ConnectionInfo, ListenerInfo, NetTable
 from nport_twisted.net.session import PortContext
 from nport_twisted.config.identity import HostNetwork, InterfaceAddress, parse_routes, resolve_identity
 from nport_twisted.wire.packing import DelimiterProcess, Packer, PackingConfig
-from nport_twisted.modes.realcom import (
-    CommandProtocol,
-    DataProtocol,
-    RealComOptions,
-    RealComPort,
-    TcpServerCommandPort,
-)
+from nport_twisted.modes.aspp_command import CommandProtocol, RealComOptions
+from nport_twisted.modes.realcom import DataProtocol, RealComPort
+from nport_twisted.modes.tcpserver import TcpServerCommandPort
 from nport_twisted.device.adapter import LineCounters, ModemLines
 from nport_twisted.config.settings import (
     MAX_BAUDRATE,

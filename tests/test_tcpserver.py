@@ -240,7 +240,7 @@ class CommandPortTests(SynchronousTestCase):
     """TCP Server mode's command port speaks ASPP on the same channel."""
 
     def _command(self, h: Harness) -> tuple[Any, _Transport]:
-        from nport_twisted.modes.realcom import CommandProtocol, TcpServerCommandPort
+        from nport_twisted.modes.tcpserver import CommandProtocol, TcpServerCommandPort
         port = TcpServerCommandPort(h.ctx)
         proto = CommandProtocol(port)
         transport = _Transport("10.0.0.1")

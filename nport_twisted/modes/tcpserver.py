@@ -4,7 +4,8 @@ TCP Server mode (settings.md §5.2–§5.3).
 
 Wire: raw bytes both ways on the port's local TCP port (4001+n-1 by
 default), no framing.  The command port (966+n-1 by default) speaks ASPP
-as in Real COM mode (nport_twisted.modes.realcom) to control the same port.  Up to "max connection" (1–4) hosts at once: serial
+as in Real COM mode (nport_twisted.modes.aspp_command) to control the same
+port.  Up to "max connection" (1–4) hosts at once: serial
 data is copied to every host, host data goes to the serial port first in,
 first out.  A host beyond the limit is accepted and closed at once (logged),
 so the client sees a clean refusal rather than a hang in the listen backlog.
@@ -24,9 +25,16 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from nport_twisted.config.settings import tcp_server_port
+from nport_twisted.config.settings import realcom_command_port, tcp_server_port
+from nport_twisted.modes.aspp_command import AsppPort, CommandProtocol, Pair, RealComOptions
 from nport_twisted.net.listener import ListenerService
-from nport_twisted.net.session import AdmittedSession, ChannelSession, Gate, PortContext
+from nport_twisted.net.session import (
+    AdmittedSession,
+    ChannelSession,
+    Gate,
+    PortContext,
+    SessionFactory,
+)
 
 
 class TcpServerProtocol(ChannelSession):
@@ -74,13 +82,66 @@ class TcpServerFactory(Factory):
         return TcpServerProtocol(self)
 
 
+class CommandOnlyPair(Pair):
+    """
+    A command connection with no data connection of its own: TCP Server
+    mode's command port (966+n-1), used by MOXA's IP-Serial library and
+    drivers to control a port whose data flows on the TCP Server port.
+    """
+
+    @property
+    def data_ready(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if self.command is not None and self.command.transport is not None:
+            self.command.transport.loseConnection()
+
+
+class TcpServerCommandPort(AsppPort):
+    """
+    The ASPP command port of a TCP Server mode port.  Requests apply to the
+    channel as in Real COM mode (full control with max connection 1 or
+    "allow driver control"); NOTIFY reports its modem lines.  The device
+    stays open (TCP Server keeps it open), so nothing is held or released.
+    """
+
+    def take_slot(self, kind: str, proto: AdmittedSession) -> Pair | None:
+        if kind != "command" or not isinstance(proto, CommandProtocol):
+            return None
+        for i, pair in enumerate(self.slots):
+            if pair is None:
+                new = CommandOnlyPair(self, i)
+                new.command = proto
+                self.slots[i] = new
+                self.channel.attach(new)
+                return new
+        return None
+
+    def command_lost(self, pair: Pair) -> None:
+        pair.command = None
+        self.channel.detach(pair)
+        if self.slots[pair.slot] is pair:
+            self.slots[pair.slot] = None
+        if not any(self.slots):
+            # The device stays open in TCP Server mode: end the host's settings here.
+            self.channel.clear_override()
+
+
+def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None = None) -> ListenerService:
+    """The command port listener of TCP Server mode (966+n-1 unless configured)."""
+    port = TcpServerCommandPort(ctx, options)
+    cmd_port = ctx.operating.command_port or realcom_command_port(ctx.index)
+    return ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
+                           SessionFactory(port.command_gate, lambda: CommandProtocol(port)),
+                           ctx.net, ctx.index)
+
+
 def tcp_server_frontend(ctx: PortContext) -> service.IService:
     """
     The services of TCP Server mode for one port: its data listener and the
     ASPP command port (966+n-1 by default) for IP-Serial-style control.
     """
-    from nport_twisted.modes.realcom import tcp_server_command_listener
-
     front = service.MultiService()
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     factory = TcpServerFactory(ctx)

@@ -455,6 +455,25 @@ def _page_length(groups: list[list[NetstatEntry]], start: int, limit: int) -> in
     return best or max(1, min(limit, total - start))
 
 
+@attrs.frozen
+class _Query:
+    """One admitted request and what its answer is made from."""
+
+    request: Request
+    identity: DeviceIdentity
+    config: DeviceConfig
+    peer: str
+    info: PacketInfo | None
+
+    @property
+    def txid(self) -> int:
+        return self.request.txid
+
+    @property
+    def devid(self) -> dsci.DeviceId:
+        return self.identity.device_id
+
+
 class DsciProtocol:
     """
     Answers DSCI requests for one device.  Everything it reads is injected:
@@ -480,6 +499,22 @@ class DsciProtocol:
         self.transport: Any = None
         self._addr_cache: tuple[float, list[InterfaceAddress]] | None = None
         self._bad_firmware_logged = False
+        self._answers: dict[int, Callable[[_Query], bytes]] = {
+            dsci.OP_SEARCH: self._search,
+            dsci.OP_PING: self._ping,
+            dsci.OP_NAME: self._name,
+            dsci.OP_NETSTAT: self._netstat,
+            dsci.OP_NETSTAT_PAGED: self._netstat_paged,
+            dsci.OP_KERNEL_INFO: self._kernel_info,
+            dsci.OP_DATETIME: self._datetime,
+            dsci.OP_TIME_SERVER: self._time_server,
+            dsci.OP_IP: self._address,
+            dsci.OP_NETMASK: self._address,
+            dsci.OP_GATEWAY: self._address,
+            dsci.OP_NETWORK_CONFIG: self._address,
+            dsci.OP_AUTO_REPORT: self._auto_report,
+            dsci.OP_DNS: self._dns,
+        }
 
     def makeConnection(self, transport: Any) -> None:
         self.transport = transport
@@ -581,60 +616,78 @@ class DsciProtocol:
 
     def _answer(self, request: Request, identity: DeviceIdentity, config: DeviceConfig,
                 peer: str, info: PacketInfo | None) -> bytes:
-        op, txid, devid = request.opcode, request.txid, identity.device_id
-        if op == dsci.OP_SEARCH:
-            local = self._local_address(peer, info)
-            ip = local.address.packed if local is not None else _ip4(info.local if info else "")
-            return dsci.encode_search_reply(txid, devid, ip)
-        if op == dsci.OP_PING:
-            return dsci.encode_devid_only_reply(op, txid, devid)
-        if op == dsci.OP_NAME:
-            return dsci.encode_name_reply(txid, devid, identity.server_name)
-        if op == dsci.OP_NETSTAT:
-            assert isinstance(request, NetstatRequest)
-            entries = [e for g in netstat_groups(self._net) for e in g]
-            return dsci.encode_netstat_reply(txid, devid, entries, request.max_entries)
-        if op == dsci.OP_NETSTAT_PAGED:
-            assert isinstance(request, NetstatPagedRequest)
-            groups = netstat_groups(self._net)
-            entries = [e for g in groups for e in g]
-            wanted = request.max_entries if request.max_entries > 0 else dsci.NETSTAT_PAGE_SIZE
-            limit = min(wanted, dsci.NETSTAT_PAGE_SIZE)
-            length = _page_length(groups, request.start_index, limit)
-            return dsci.encode_netstat_paged_reply(txid, devid, entries, request.start_index, length)
-        if op == dsci.OP_KERNEL_INFO:
-            # Byte 35 = serial ports served; >= 1 makes MOXA's driver poll with 0x1D.
-            return dsci.encode_kernel_info_reply(txid, devid, self._firmware(identity),
-                                                 identity.serial_number & 0xFFFF,
-                                                 min(max(identity.port_count, 1), 255))
-        if op == dsci.OP_DATETIME:
-            return dsci.encode_datetime_reply(txid, devid, self._now(config.basic.time_zone))
-        if op == dsci.OP_TIME_SERVER:
-            return dsci.encode_time_server_reply(txid, devid, config.basic.time_server)
-        if op in (dsci.OP_IP, dsci.OP_NETMASK, dsci.OP_GATEWAY, dsci.OP_NETWORK_CONFIG):
-            local = self._local_address(peer, info)
-            addr: IPv4Address = local.address if local is not None else ZERO_IP
-            mask: IPv4Address = local.netmask if local is not None else ZERO_IP
-            gateway = self._host.gateway_for(local)
-            if op == dsci.OP_NETWORK_CONFIG:
-                return dsci.encode_network_config_reply(txid, devid, addr.packed, mask.packed,
-                                                        gateway.packed)
-            value = {dsci.OP_IP: addr, dsci.OP_NETMASK: mask, dsci.OP_GATEWAY: gateway}[op]
-            return dsci.encode_address_reply(op, txid, devid, value.packed)
-        if op == dsci.OP_AUTO_REPORT:
-            net = config.network
-            return dsci.encode_auto_report_settings_reply(txid, devid, net.auto_report_host,
-                                                          net.auto_report_port, net.auto_report_period)
-        if op == dsci.OP_DNS:
-            servers = [s.packed for s in self._host.dns()]
-            if not servers:
-                servers = [IPv4Address(s).packed for s in (config.network.dns1, config.network.dns2) if s]
-            servers += [ZERO_IP.packed] * 2
-            return dsci.encode_dns_reply(txid, devid, servers[0], servers[1])
-        # Unknown codes and, deliberately, the credential-bearing 0x1E, 0x28,
-        # 0x29 and 0x2C: status 0x04, header only, so no secret can leak.
-        self.stats.unsupported += 1
-        return dsci.encode_status_reply(op, txid)
+        answer = self._answers.get(request.opcode)
+        if answer is None:
+            # Unknown codes and, deliberately, the credential-bearing 0x1E, 0x28,
+            # 0x29 and 0x2C: status 0x04, header only, so no secret can leak.
+            self.stats.unsupported += 1
+            return dsci.encode_status_reply(request.opcode, request.txid)
+        return answer(_Query(request, identity, config, peer, info))
+
+    def _search(self, q: _Query) -> bytes:
+        local = self._local_address(q.peer, q.info)
+        ip = local.address.packed if local is not None else _ip4(q.info.local if q.info else "")
+        return dsci.encode_search_reply(q.txid, q.devid, ip)
+
+    def _ping(self, q: _Query) -> bytes:
+        return dsci.encode_devid_only_reply(q.request.opcode, q.txid, q.devid)
+
+    def _name(self, q: _Query) -> bytes:
+        return dsci.encode_name_reply(q.txid, q.devid, q.identity.server_name)
+
+    def _netstat(self, q: _Query) -> bytes:
+        assert isinstance(q.request, NetstatRequest)
+        entries = [e for g in netstat_groups(self._net) for e in g]
+        return dsci.encode_netstat_reply(q.txid, q.devid, entries, q.request.max_entries)
+
+    def _netstat_paged(self, q: _Query) -> bytes:
+        request = q.request
+        assert isinstance(request, NetstatPagedRequest)
+        groups = netstat_groups(self._net)
+        entries = [e for g in groups for e in g]
+        wanted = request.max_entries if request.max_entries > 0 else dsci.NETSTAT_PAGE_SIZE
+        limit = min(wanted, dsci.NETSTAT_PAGE_SIZE)
+        length = _page_length(groups, request.start_index, limit)
+        return dsci.encode_netstat_paged_reply(q.txid, q.devid, entries, request.start_index, length)
+
+    def _kernel_info(self, q: _Query) -> bytes:
+        # Byte 35 = serial ports served; >= 1 makes MOXA's driver poll with 0x1D.
+        identity = q.identity
+        return dsci.encode_kernel_info_reply(q.txid, q.devid, self._firmware(identity),
+                                             identity.serial_number & 0xFFFF,
+                                             min(max(identity.port_count, 1), 255))
+
+    def _datetime(self, q: _Query) -> bytes:
+        return dsci.encode_datetime_reply(q.txid, q.devid, self._now(q.config.basic.time_zone))
+
+    def _time_server(self, q: _Query) -> bytes:
+        return dsci.encode_time_server_reply(q.txid, q.devid, q.config.basic.time_server)
+
+    def _address(self, q: _Query) -> bytes:
+        """0x21/0x22/0x23 and 0x26: the address of the interface the request came in on."""
+        op = q.request.opcode
+        local = self._local_address(q.peer, q.info)
+        addr: IPv4Address = local.address if local is not None else ZERO_IP
+        mask: IPv4Address = local.netmask if local is not None else ZERO_IP
+        gateway = self._host.gateway_for(local)
+        if op == dsci.OP_NETWORK_CONFIG:
+            return dsci.encode_network_config_reply(q.txid, q.devid, addr.packed, mask.packed,
+                                                    gateway.packed)
+        value = {dsci.OP_IP: addr, dsci.OP_NETMASK: mask, dsci.OP_GATEWAY: gateway}[op]
+        return dsci.encode_address_reply(op, q.txid, q.devid, value.packed)
+
+    def _auto_report(self, q: _Query) -> bytes:
+        net = q.config.network
+        return dsci.encode_auto_report_settings_reply(q.txid, q.devid, net.auto_report_host,
+                                                      net.auto_report_port, net.auto_report_period)
+
+    def _dns(self, q: _Query) -> bytes:
+        servers = [s.packed for s in self._host.dns()]
+        if not servers:
+            network = q.config.network
+            servers = [IPv4Address(s).packed for s in (network.dns1, network.dns2) if s]
+        servers += [ZERO_IP.packed] * 2
+        return dsci.encode_dns_reply(q.txid, q.devid, servers[0], servers[1])
 
     def _now(self, zone: str) -> _dt.datetime:
         try:

@@ -27,7 +27,7 @@ import json
 import re
 import typing
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import attrs
 
@@ -668,50 +668,61 @@ def _type_name(tp: Any) -> str:
     )
 
 
+#: JSON scalars: which JSON values are one of these Python types (a JSON bool is no number).
+_JSON_SCALARS: dict[Any, Callable[[Any], bool]] = {
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    str: lambda v: isinstance(v, str),
+}
+
+
 def _from_json_value(tp: Any, value: Any, where: str) -> Any:
     """Convert JSON C{value} to type C{tp}; raise FieldErrors({where: reason})."""
     origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return value
-    elif tp is str:
-        if isinstance(value, str):
+    accepts = _JSON_SCALARS.get(tp)
+    if accepts is not None:
+        if accepts(value):
             return value
     elif isinstance(tp, type) and issubclass(tp, enum.Enum):
-        if isinstance(value, str):
-            for m in tp:
-                if value.lower() in (str(m.value).lower(), m.name.lower()):
-                    return m
-        raise FieldErrors({where: "must be one of " + ", ".join(f'"{m.value}"' for m in tp)})
+        return _enum_from_json(tp, value, where)
     elif args and type(None) in args:
         if value is None:
             return None
         inner = next(a for a in args if a is not type(None))
         return _from_json_value(inner, value, where)
     elif origin is tuple:
-        if not isinstance(value, list):
-            raise FieldErrors({where: "must be a list"})
-        errors: dict[str, str] = {}
-        items = []
-        for i, item in enumerate(value):
-            try:
-                items.append(_from_json_value(args[0], item, f"{where}[{i}]"))
-            except FieldErrors as e:
-                errors.update(e.errors)
-        if errors:
-            raise FieldErrors(errors)
-        return tuple(items)
+        return _tuple_from_json(args[0], value, where)
     elif isinstance(tp, type) and attrs.has(tp):
         if not isinstance(value, dict):
             raise FieldErrors({where: "must be an object"})
         return section_from_json(tp, value, None, prefix=f"{where}.")
     raise FieldErrors({where: f"must be {_type_name(tp) or 'a valid value'}"})
+
+
+def _enum_from_json(tp: type[enum.Enum], value: Any, where: str) -> enum.Enum:
+    """The member of C{tp} named by C{value} (its value or its name, any case)."""
+    if isinstance(value, str):
+        for m in tp:
+            if value.lower() in (str(m.value).lower(), m.name.lower()):
+                return m
+    raise FieldErrors({where: "must be one of " + ", ".join(f'"{m.value}"' for m in tp)})
+
+
+def _tuple_from_json(item_type: Any, value: Any, where: str) -> tuple[Any, ...]:
+    """A tuple of C{item_type} from a JSON list; every bad item is reported by index."""
+    if not isinstance(value, list):
+        raise FieldErrors({where: "must be a list"})
+    errors: dict[str, str] = {}
+    items = []
+    for i, item in enumerate(value):
+        try:
+            items.append(_from_json_value(item_type, item, f"{where}[{i}]"))
+        except FieldErrors as e:
+            errors.update(e.errors)
+    if errors:
+        raise FieldErrors(errors)
+    return tuple(items)
 
 
 def section_from_json(cls: type[_T], data: Any, base: _T | None, prefix: str = "") -> _T:
