@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_discovery -*-
 """
-Tests for L{nport_twisted.config.identity} and L{nport_twisted.services.discovery}: the
+Tests for L{nport_twisted.config.identity} and the device services: the
 device identity, the UDP 4800 DSCI responder, the Auto IP Report and the
 TCP 4900 capture.
 
@@ -27,25 +27,18 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nport_twisted.wire import dsci
 from nport_twisted.config.store import SettingsStore
-from nport_twisted.services.discovery import (
-    CAPTURE_FILE,
-    AutoReportService,
-    CaptureFactory,
-    CaptureLog,
+from nport_twisted.net.ratelimit import RateLimiter
+from nport_twisted.services.autoreport import AutoReportService
+from nport_twisted.services.capture import CAPTURE_FILE, CaptureFactory, CaptureLog, capture_service, hexdump
+from nport_twisted.services.discovery import device_services
+from nport_twisted.services.dsci_responder import (
     DsciProtocol,
     DsciService,
     Outgoing,
-    PacketInfo,
     PktInfoUDPPort,
-    RateLimiter,
-    arrived_by_broadcast,
-    capture_service,
-    device_services,
-    hexdump,
     netstat_groups,
-    pack_pktinfo,
-    unpack_pktinfo,
 )
+from nport_twisted.wire.pktinfo import PacketInfo, arrived_by_broadcast, pack_pktinfo, unpack_pktinfo
 from nport_twisted.net.listener import ConnectionInfo, ListenerInfo, NetTable
 from nport_twisted.config.identity import (
     DeviceIdentity,

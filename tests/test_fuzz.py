@@ -70,7 +70,9 @@ from nport_twisted.wire import telnet as t
 from nport_twisted._exceptions import ConfigError
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.config.store import SettingsStore, dumps, import_config, loads
-from nport_twisted.services.discovery import DsciProtocol, Outgoing, PacketInfo, RateLimiter
+from nport_twisted.net.ratelimit import RateLimiter
+from nport_twisted.services.dsci_responder import DsciProtocol, Outgoing
+from nport_twisted.wire.pktinfo import PacketInfo
 from nport_twisted.net.listener import ConnectionInfo, ListenerInfo, NetTable
 from nport_twisted.net.session import PortContext
 from nport_twisted.config.identity import HostNetwork, InterfaceAddress, parse_routes, resolve_identity

@@ -226,6 +226,14 @@ class MainTests(SynchronousTestCase):
         self.assertIn(f"no NPort answered (127.0.0.1:{port}, 0.3 s)", err.getvalue())
         self.assertEqual(request, bytes.fromhex("0100000800000000"))
 
+    def test_imports_no_server(self) -> None:
+        """The blocking CLI loads no Twisted reactor code and none of the server's services."""
+        code = ("import sys, nport_twisted.tools.search; print(sorted(m for m in sys.modules "
+                "if m.startswith(('twisted.internet', 'nport_twisted.services', 'nport_twisted.net'))))")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        self.assertEqual(out.strip(), "[]")
+
 
 class EndToEndTests(TestCase):
     def _start(self) -> tuple[Twistd, int, str]:

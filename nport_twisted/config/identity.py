@@ -490,3 +490,26 @@ def is_ipv4_literal(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def as_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address C{host} names (an IPv4-mapped IPv6 address too), else None."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        return ip.ipv4_mapped
+    return ip
+
+
+def ipv4_bind_address(interface: str) -> str | None:
+    """The IPv4 address to bind DSCI to for C{--interface}, None if it is IPv6-only."""
+    if interface in ("", "::", "0.0.0.0"):
+        return "0.0.0.0"
+    ip = as_ipv4(interface)
+    if ip is not None:
+        return str(ip)
+    if ":" in interface:
+        return None
+    return interface  # a host name: let bind() resolve it or fail

@@ -37,7 +37,7 @@ from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from zope.interface import Interface
 
 from nport_twisted._txinternals import BufferProducer, write_now
 from nport_twisted.config.settings import SerialSettings

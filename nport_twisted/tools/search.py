@@ -37,7 +37,7 @@ from typing import Any, TextIO
 import attrs
 
 from nport_twisted.wire import dsci
-from nport_twisted.services.discovery import IP_PKTINFO, LIMITED_BROADCAST, pack_pktinfo, unpack_pktinfo
+from nport_twisted.wire.pktinfo import IP_PKTINFO, LIMITED_BROADCAST, pack_pktinfo, unpack_pktinfo
 from nport_twisted.config.identity import InterfaceAddress, ipv4_addresses
 from nport_twisted.config.models import MODELS
 from nport_twisted.config.settings import format_mac
