@@ -18,13 +18,15 @@ import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
+from zope.interface import implementer
 
-from nport_twisted.device.channel import SerialChannel
+from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 from nport_twisted.config.store import SettingsStore
+from nport_twisted.device.adapter import Opener
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.net.context import IDeviceContext, IPortState
 from nport_twisted.net.listener import NetTable
 from nport_twisted.net.session import PortContext
-from nport_twisted.device.adapter import Opener
-from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 
 FrontendBuilder = Callable[[PortContext], service.IService]
 
@@ -55,6 +57,7 @@ def frontend_builders() -> dict[OpMode, FrontendBuilder]:
     return builders
 
 
+@implementer(IPortState)
 class PortService(service.MultiService):
     """One serial port: its channel and the front-end of its operating mode."""
 
@@ -71,6 +74,10 @@ class PortService(service.MultiService):
         channel.setServiceParent(self)
         self.frontend: service.IService | None = None
         self._install_frontend(config.operating)
+
+    @property
+    def index(self) -> int:
+        return self.channel.index
 
     def _install_frontend(self, operating: OperatingSettings) -> None:
         # Real COM opens the device per connection; Disabled leaves it alone.
@@ -105,8 +112,9 @@ class PortService(service.MultiService):
         return d.addCallback(restart)
 
 
+@implementer(IDeviceContext)
 class NPortService(service.MultiService):
-    """The device: configuration, ports, and the shared network table."""
+    """The device: configuration, ports, and the shared network table (an L{IDeviceContext})."""
 
     _log = Logger()
 
@@ -133,6 +141,18 @@ class NPortService(service.MultiService):
             ps = PortService(self._context_factory(index), channel, port, self.builders)
             ps.setServiceParent(self)
             self.ports.append(ps)
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.store.state_dir
+
+    @property
+    def settings_path(self) -> str | None:
+        return self.store.path
+
+    @property
+    def implemented_modes(self) -> frozenset[OpMode]:
+        return frozenset(self.builders)
 
     def endpoint(self, proto: str, port: int) -> str:
         """The endpoint string for one of our NPort ports, shifted by the port offset."""

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-from twisted.application import service
 from twisted.python import usage
 
 from nport_twisted import __version__
@@ -22,6 +21,9 @@ from nport_twisted._exceptions import ConfigError
 from nport_twisted.config.store import SettingsStore
 from nport_twisted.config.models import default_model, find_model
 from nport_twisted.config.settings import DeviceConfig, OpMode
+
+if TYPE_CHECKING:  # the server is imported by makeService: plugin scans stay cheap
+    from nport_twisted.server import NPortService
 
 _MODE_NAMES = ", ".join(m.value for m in OpMode)
 
@@ -180,9 +182,14 @@ class Options(usage.Options):
         self["model_info"] = model
 
 
-def makeService(options: Options) -> service.IService:
-    """Build the NPort service from parsed options (the reactor is imported here, not globally)."""
-    from twisted.internet import reactor
+def makeService(options: Options, reactor: Any = None) -> NPortService:
+    """
+    Build the NPort service from parsed options, on C{reactor} (twistd
+    passes none: the global reactor is imported here, never at module level).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+        reactor = default_reactor
 
     from nport_twisted.device.adapter import open_serial_port
     from nport_twisted.server import NPortService

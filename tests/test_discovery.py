@@ -774,7 +774,7 @@ class RealComNetstatTests(SynchronousTestCase):
 
 @attrs.define
 class FakeServer:
-    """The parts of an NPortService the device services read."""
+    """The parts of an IDeviceContext the device services read."""
 
     reactor: Any
     config: DeviceConfig = CONFIG
@@ -783,6 +783,10 @@ class FakeServer:
     interface: str = "127.0.0.1"
     store: Any = attrs.Factory(lambda: SettingsStore(None))
     dsci_port: int | None = None
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.store.state_dir  # type: ignore[no-any-return]
 
     def endpoint(self, proto: str, port: int) -> str:
         return f"{proto}:{port + self.port_offset}:interface={self.interface}"

@@ -169,6 +169,22 @@ class OpenTests(SynchronousTestCase):
         self.assertEqual(h.device.control.dtr, True)  # type: ignore[union-attr]
         self.assertEqual(h.device.control.rts, True)  # type: ignore[union-attr]
 
+    def test_lifecycle_guards(self) -> None:
+        """A second open() or a recover() while connecting is refused; the state compares as a string."""
+        from nport_twisted.tools.realcom_client import ClientState, RealComError
+
+        h = _Harness()
+        client = RealComClient(h.reactor)
+        self.assertRaises(NotConnected, client.recover)  # no earlier open()
+        d = client.open("127.0.0.1", DATA_PORT, COMMAND_PORT)
+        self.assertIs(client.state, ClientState.CONNECTING)
+        self.assertRaises(RealComError, client.open, "127.0.0.1", DATA_PORT, COMMAND_PORT)
+        self.assertRaises(RealComError, client.recover)
+        h.run(d)
+        self.successResultOf(d)
+        self.assertEqual((client.state, str(client.state)), ("open", "open"))
+        self.assertRaises(RealComError, client.open, "127.0.0.1", DATA_PORT, COMMAND_PORT)
+
     def test_raw_115200(self) -> None:
         """A raw 115200 8N1 open sends PORT_INIT without XONXOFF, then TX_FIFO."""
         h = _Harness()

@@ -152,3 +152,23 @@ class NPortServiceTests(SynchronousTestCase):
         svc.reload()
         self.assertEqual(svc.config.ports[0].operating.mode, OpMode.TCP_SERVER)
         self.assertEqual(svc.config.basic.server_name, "box")
+
+
+class DeviceContextTests(SynchronousTestCase):
+    def test_server_provides_the_device_context(self) -> None:
+        """NPortService provides IDeviceContext and its ports IPortState, with the declared attributes."""
+        from zope.interface.verify import verifyObject
+
+        from nport_twisted.net.context import IDeviceContext, IPortState
+
+        svc, reactor, _ = _service(self, [OpMode.REAL_COM, OpMode.TCP_SERVER])
+        self.assertTrue(verifyObject(IDeviceContext, svc))
+        for name in ("reactor", "config", "net", "ports", "interface", "port_offset", "dsci_port",
+                     "default_mode", "started_at", "state_dir", "settings_path", "implemented_modes"):
+            getattr(svc, name)
+        self.assertIs(svc.reactor, reactor)
+        self.assertEqual((svc.state_dir, svc.settings_path), (None, None))
+        self.assertIn(OpMode.TCP_SERVER, svc.implemented_modes)
+        for i, port in enumerate(svc.ports):
+            self.assertTrue(verifyObject(IPortState, port))
+            self.assertEqual((port.index, port.channel.index), (i, i))

@@ -191,6 +191,17 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertEqual(len(svc.ports), 2)  # type: ignore[attr-defined]
         self.assertEqual(svc.endpoint("tcp", 950), "tcp:10950")  # type: ignore[attr-defined]
 
+    def test_reactor_injected(self) -> None:
+        """makeService builds the service on the reactor it is given: its listeners go there."""
+        reactor = MemoryReactorClock()
+        options = _parse(self, "--ports", "/dev/nx0", "--port-offset", "10000")
+        svc = makeService(options, reactor=reactor)
+        self.assertIs(svc.reactor, reactor)
+        port = svc.ports[0]
+        port.startService()
+        self.addCleanup(port.stopService)
+        self.assertEqual(sorted(number for number, *_ in reactor.tcpServers), [10950, 10966])
+
 
 class _FailingEndpoint:
     def __init__(self, err: Exception) -> None:

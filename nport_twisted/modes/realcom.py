@@ -31,7 +31,8 @@ from nport_twisted.modes.aspp_command import AsppPort, CommandProtocol, Pair, Re
 from nport_twisted.net.listener import ListenerService
 from nport_twisted.net.session import AdmittedSession, PortContext, SessionFactory, peer_host
 
-__all__ = ["CommandProtocol", "DataProtocol", "RealComOptions", "RealComPort", "realcom_frontend"]
+__all__ = ["CommandProtocol", "DataProtocol", "RealComOptions", "RealComPort", "RealComService",
+           "realcom_frontend"]
 
 
 class DataProtocol(AdmittedSession):
@@ -106,12 +107,20 @@ class RealComPort(AsppPort):
         if pair.command is not None:
             pair.command.transport.loseConnection()
 
-def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) -> service.IService:
+class RealComService(service.MultiService):
+    """The services of Real COM mode for one port (its two listeners), with its port exposed."""
+
+    def __init__(self, realcom: RealComPort) -> None:
+        super().__init__()
+        self.realcom = realcom
+
+
+def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) -> RealComService:
     """The services of Real COM mode for one port: data and command listeners."""
     from nport_twisted.config.tls import tls_endpoint_options
 
-    front = service.MultiService()
     port = RealComPort(ctx, options)
+    front = RealComService(port)
     data_port = ctx.operating.data_port or realcom_data_port(ctx.index)
     cmd_port = ctx.operating.command_port or realcom_command_port(ctx.index)
     data_desc = ctx.endpoint("tcp", data_port)
@@ -122,7 +131,6 @@ def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) ->
     ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
                     SessionFactory(port.command_gate, lambda: CommandProtocol(port)),
                     ctx.net, ctx.index).setServiceParent(front)
-    front.realcom = port  # type: ignore[attr-defined]
     return front
 
 

@@ -496,7 +496,7 @@ class Rfc2217Service(service.MultiService):
         self.factory = factory
 
 
-def rfc2217_frontend(ctx: PortContext) -> service.IService:
+def rfc2217_frontend(ctx: PortContext) -> Rfc2217Service:
     """The services of RFC 2217 mode for one port: its telnet listener (4001+n-1 by default)."""
     factory = Rfc2217Factory(ctx)
     front = Rfc2217Service(factory)

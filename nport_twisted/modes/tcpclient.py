@@ -503,10 +503,15 @@ def _shifted(ctx: PortContext, port: int) -> int:
     return ctx.local_address("tcp", port)[0]
 
 
-def tcp_client_frontend(ctx: PortContext) -> service.IService:
+class TcpClientService(service.MultiService):
+    """The services of TCP Client mode for one port (its controller), typed."""
+
+    def __init__(self, controller: TcpClientController) -> None:
+        super().__init__()
+        self.controller = controller
+        controller.setServiceParent(self)
+
+
+def tcp_client_frontend(ctx: PortContext) -> TcpClientService:
     """The services of TCP Client mode for one port: its connection controller."""
-    front = service.MultiService()
-    controller = TcpClientController(ctx)
-    controller.setServiceParent(front)
-    front.controller = controller  # type: ignore[attr-defined]
-    return front
+    return TcpClientService(TcpClientController(ctx))

@@ -128,25 +128,35 @@ class TcpServerCommandPort(AsppPort):
             self.channel.clear_override()
 
 
-def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None = None) -> ListenerService:
+def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None = None, *,
+                                port: TcpServerCommandPort | None = None) -> ListenerService:
     """The command port listener of TCP Server mode (966+n-1 unless configured)."""
-    port = TcpServerCommandPort(ctx, options)
+    port = port if port is not None else TcpServerCommandPort(ctx, options)
     cmd_port = ctx.operating.command_port or realcom_command_port(ctx.index)
     return ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
                            SessionFactory(port.command_gate, lambda: CommandProtocol(port)),
                            ctx.net, ctx.index)
 
 
-def tcp_server_frontend(ctx: PortContext) -> service.IService:
+class TcpServerService(service.MultiService):
+    """The services of TCP Server mode for one port (data and command listeners), typed."""
+
+    def __init__(self, factory: TcpServerFactory, command_port: TcpServerCommandPort) -> None:
+        super().__init__()
+        self.factory = factory
+        self.command_port = command_port
+
+
+def tcp_server_frontend(ctx: PortContext) -> TcpServerService:
     """
     The services of TCP Server mode for one port: its data listener and the
     ASPP command port (966+n-1 by default) for IP-Serial-style control.
     """
-    front = service.MultiService()
-    port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     factory = TcpServerFactory(ctx)
+    command_port = TcpServerCommandPort(ctx)
+    front = TcpServerService(factory, command_port)
+    port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", port), factory, ctx.net,
                     ctx.index).setServiceParent(front)
-    tcp_server_command_listener(ctx).setServiceParent(front)
-    front.factory = factory  # type: ignore[attr-defined]
+    tcp_server_command_listener(ctx, port=command_port).setServiceParent(front)
     return front

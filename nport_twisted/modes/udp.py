@@ -359,6 +359,6 @@ class UdpModeService(service.Service):
         return d if isinstance(d, Deferred) else succeed(None)
 
 
-def udp_frontend(ctx: PortContext) -> service.IService:
+def udp_frontend(ctx: PortContext) -> UdpModeService:
     """The service of UDP mode for one port."""
     return UdpModeService(ctx)

@@ -137,6 +137,10 @@ class GateStats:
     refused_claim: int = 0
 
 
+_REFUSAL_COUNTERS = {Refusal.ACCESSIBLE_IP: "refused_accessible_ip",
+                     Refusal.LIMIT: "refused_limit", Refusal.CLAIM: "refused_claim"}
+
+
 class Gate:
     """
     Admission to one listener: who may connect, how many at once, how the
@@ -194,18 +198,16 @@ class Gate:
         transport = session.transport
         host = peer_host(transport)
         if not self.accessible().allows(host):
-            self.stats.refused_accessible_ip += 1
-            self._refuse(transport, host, Refusal.ACCESSIBLE_IP.value, abort=True)
+            self._refuse(transport, host, Refusal.ACCESSIBLE_IP, Refusal.ACCESSIBLE_IP.value,
+                         abort=True)
             return False
         if self.limit is not None and len(self.active) >= self.limit:
-            self.stats.refused_limit += 1
-            self._refuse(transport, host, f"max connection {self.limit} reached",
+            self._refuse(transport, host, Refusal.LIMIT, f"max connection {self.limit} reached",
                          abort=self.abort_over_limit)
             return False
         why = session.claim()
         if why is not None:
-            self.stats.refused_claim += 1
-            self._refuse(transport, host, why, abort=False)
+            self._refuse(transport, host, Refusal.CLAIM, why, abort=False)
             return False
         self.active.append(session)
         self.stats.admitted += 1
@@ -224,10 +226,13 @@ class Gate:
             self.net.remove_connection(session.net_entry)
         session.net_entry = None
 
-    def _refuse(self, transport: Any, host: str, why: str, abort: bool) -> None:
-        # One place for refusal log lines (rate limiting per source goes here).
+    def _refuse(self, transport: Any, host: str, refusal: Refusal, why: str, abort: bool) -> None:
+        # One place for refusals: counted, logged (rate limiting per source goes here), closed.
+        counter = _REFUSAL_COUNTERS[refusal]
+        setattr(self.stats, counter, getattr(self.stats, counter) + 1)
         self._log.warn("{label}: refusing {kind} from {peer}: {why}", label=self.label,
-                       kind=self.kind, peer=host, why=why, port_index=self.port_index)
+                       kind=self.kind, peer=host, why=why, refusal=refusal,
+                       port_index=self.port_index)
         if abort:
             transport.abortConnection()
         else:

@@ -28,6 +28,7 @@ from nport_twisted.config.identity import (
     resolve_identity,
 )
 from nport_twisted.config.settings import DeviceConfig
+from nport_twisted.net.context import IDeviceContext
 from nport_twisted.wire import dsci
 from nport_twisted.wire.pktinfo import LIMITED_BROADCAST
 
@@ -60,7 +61,7 @@ class AutoReportService(service.Service):
     _log = Logger()
     name = "auto-ip-report"
 
-    def __init__(self, server: Any, host: HostNetwork | None = None,
+    def __init__(self, server: IDeviceContext, host: HostNetwork | None = None,
                  listen_udp: Callable[[DatagramProtocol], Any] | None = None,
                  resolve: Callable[[str], Deferred[str]] | None = None) -> None:
         self._server = server

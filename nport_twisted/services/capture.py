@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nport_twisted.config.settings import AccessibleIPSettings
+from nport_twisted.net.context import IDeviceContext
 from nport_twisted.net.listener import ListenerService, NetTable
 from nport_twisted.net.session import AdmittedSession, Gate
 
@@ -189,9 +190,9 @@ class _CaptureListener(ListenerService):
             self._log.info("TCP 4900 capture: recording to {path}", path=factory.capture.path)
 
 
-def capture_service(server: Any) -> ListenerService:
+def capture_service(server: IDeviceContext) -> ListenerService:
     """The TCP 4900 (+ offset) capture listener of C{server}, listed in its netstat."""
-    state_dir = server.store.state_dir
+    state_dir = server.state_dir
     path = os.path.join(state_dir, CAPTURE_FILE) if state_dir else None
     factory = CaptureFactory(server.reactor, CaptureLog(path), lambda: server.config.accessible_ip,
                              server.net)

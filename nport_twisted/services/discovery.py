@@ -8,11 +8,10 @@ listener (L{nport_twisted.services.capture}) and the Auto IP Report sender
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application import service
 
 from nport_twisted.config.identity import HostNetwork
+from nport_twisted.net.context import IDeviceContext
 from nport_twisted.services.autoreport import AutoReportService
 from nport_twisted.services.capture import capture_service
 from nport_twisted.services.dsci_responder import DsciService
@@ -20,7 +19,7 @@ from nport_twisted.services.dsci_responder import DsciService
 __all__ = ["device_services"]
 
 
-def device_services(server: Any, host: HostNetwork | None = None) -> list[service.IService]:
+def device_services(server: IDeviceContext, host: HostNetwork | None = None) -> list[service.IService]:
     """
     The device-level services of C{server} (an L{NPortService}): the DSCI
     responder on UDP 4800, the TCP 4900 capture listener and the Auto IP

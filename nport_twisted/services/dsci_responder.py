@@ -56,6 +56,7 @@ from nport_twisted.config.identity import (
     resolve_identity,
 )
 from nport_twisted.config.settings import DeviceConfig
+from nport_twisted.net.context import IDeviceContext
 from nport_twisted.net.listener import (
     ConnectionInfo,
     ListenerInfo,
@@ -571,7 +572,7 @@ class DsciService(service.Service):
     _log = Logger()
     name = "dsci"
 
-    def __init__(self, server: Any, host: HostNetwork | None = None,
+    def __init__(self, server: IDeviceContext, host: HostNetwork | None = None,
                  listen: Callable[[Any, int, str, DsciProtocol], Any] | None = None) -> None:
         self._server = server
         self._host = host if host is not None else HostNetwork()
@@ -591,7 +592,7 @@ class DsciService(service.Service):
         server = self._server
         # --dsci-port overrides: MOXA's drivers and tools always use 4800,
         # which needs no privilege even when the TCP ports are offset.
-        fixed = getattr(server, "dsci_port", None)
+        fixed = server.dsci_port
         port = fixed if fixed else dsci.DSCI_PORT + server.port_offset
         bind = ipv4_bind_address(server.interface)
         if bind is None:

@@ -34,12 +34,14 @@ Also a small command line tool bridging stdin/stdout to a port::
 
 from __future__ import annotations
 
+import enum
 import sys
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Protocol as TypingProtocol
 
 import attrs
+from automat import NoTransition, TypeMachine, TypeMachineBuilder
 from twisted.internet.defer import Deferred, DeferredQueue, fail, succeed
 from twisted.internet.interfaces import (
     IAddress,
@@ -60,6 +62,7 @@ from nport_twisted.wire import aspp
 __all__ = [
     "LINUX_DEFAULT",
     "BaudRateRejected",
+    "ClientState",
     "CommandFailed",
     "CommandTimeout",
     "LineSettings",
@@ -324,6 +327,108 @@ def _sleep(clock: IReactorTime, seconds: float) -> Deferred[None]:
 # --- the client ----------------------------------------------------------------------
 
 
+# --- lifecycle -------------------------------------------------------------------------
+
+
+class ClientState(str, enum.Enum):
+    """
+    Where a L{RealComClient} is in its life.  A C{str} enum: it compares
+    equal to the plain strings earlier versions used (C{client.state ==
+    "open"}).
+    """
+
+    CLOSED = "closed"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECOVERING = "recovering"
+    CLOSING = "closing"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class _Lifecycle(TypingProtocol):
+    """What happens to a client (the inputs of its lifecycle machine)."""
+
+    def open(self) -> None:
+        "open() was called."
+
+    def opened(self) -> None:
+        "The open sequence succeeded."
+
+    def open_failed(self) -> None:
+        "The open sequence failed."
+
+    def recover(self) -> None:
+        "recover() was called (or auto reconnect started it)."
+
+    def recovered(self) -> None:
+        "The recovery batch succeeded."
+
+    def recover_failed(self) -> None:
+        "The recovery failed."
+
+    def retry(self) -> None:
+        "Auto reconnect keeps trying after a failed recovery."
+
+    def lost(self) -> None:
+        "Both connections went away, not by our close."
+
+    def close(self) -> None:
+        "close() or abort() was called."
+
+    def closed(self) -> None:
+        "Both connections are closed after a close."
+
+
+@attrs.define
+class _LifecycleCore:
+    state: ClientState = ClientState.CLOSED
+
+
+def _lifecycle_machine() -> TypeMachine[_Lifecycle, _LifecycleCore]:
+    """
+    The transitions of a client.  C{open} only from CLOSED, C{recover} only
+    from CLOSED, OPEN or RECOVERING (anything else is L{NoTransition}, which
+    the client reports as L{RealComError}); C{lost} matters only while OPEN
+    and C{recover_failed} only while RECOVERING; the ends of the open,
+    recovery and close sequences and C{close} itself apply in every state.
+    """
+    builder = TypeMachineBuilder(_Lifecycle, _LifecycleCore)
+    states = {s: builder.state(s.value) for s in ClientState}
+    every = tuple(ClientState)
+    C, K, O, R, X = (ClientState.CLOSED, ClientState.CONNECTING, ClientState.OPEN,
+                     ClientState.RECOVERING, ClientState.CLOSING)
+    table: list[tuple[Callable[..., None], tuple[ClientState, ...], ClientState | None]] = [
+        (_Lifecycle.open, (C,), K),
+        (_Lifecycle.opened, every, O),
+        (_Lifecycle.open_failed, every, C),
+        (_Lifecycle.recover, (C, O, R), R),
+        (_Lifecycle.recovered, every, O),
+        (_Lifecycle.recover_failed, (R,), C),
+        (_Lifecycle.recover_failed, (C, K, O, X), None),  # None: stay
+        (_Lifecycle.retry, every, R),
+        (_Lifecycle.lost, (O,), C),
+        (_Lifecycle.lost, (C, K, R, X), None),
+        (_Lifecycle.close, every, X),
+        (_Lifecycle.closed, every, C),
+    ]
+    for event, sources, target in table:
+        for source in sources:
+            end = source if target is None else target
+            states[source].upon(event).to(states[end])(_enter(end))
+    return builder.build()
+
+
+def _enter(state: ClientState) -> Callable[[_Lifecycle, _LifecycleCore], None]:
+    def enter(inputs: _Lifecycle, core: _LifecycleCore) -> None:
+        core.state = state
+    return enter
+
+
+_LIFECYCLE = _lifecycle_machine()
+
+
 class RealComClient:
     """
     One Real COM port as a host sees it (the Linux driver's behaviour).
@@ -369,7 +474,8 @@ class RealComClient:
         self.dtr = True
         self.rts = True
         self.modem = ModemState()
-        self.state = "closed"  # closed, connecting, open, recovering, closing
+        self._core = _LifecycleCore()
+        self._life = _LIFECYCLE(self._core)
         self._address: tuple[str, int, int, bool] | None = None
         self._command: _ClientProtocol | None = None
         self._data: _ClientProtocol | None = None
@@ -384,7 +490,12 @@ class RealComClient:
         where = (
             f"{self._address[0]}:{self._address[1]}/{self._address[2]}" if self._address else "-"
         )
-        return f"<RealComClient {where} {self.state}>"
+        return f"<RealComClient {where} {self.state.value}>"
+
+    @property
+    def state(self) -> ClientState:
+        """Closed, connecting, open, recovering or closing (L{ClientState})."""
+        return self._core.state
 
     # -- open -------------------------------------------------------------------------
 
@@ -408,11 +519,12 @@ class RealComClient:
         sequence; fires with this client once the port is open.  On failure
         both connections are closed and the Deferred fails.
         """
-        if self.state != "closed":
-            raise RealComError(f"{self!r} is already in use")
+        try:
+            self._life.open()
+        except NoTransition:
+            raise RealComError(f"{self!r} is already in use") from None
         self._address = (host, data_port, command_port, tls)
         self.settings, self.dtr, self.rts = settings, dtr, rts
-        self.state = "connecting"
         return Deferred.fromCoroutine(self._open())
 
     async def _open(self) -> RealComClient:
@@ -421,9 +533,9 @@ class RealComClient:
             await self._init_port()
         except BaseException:
             await self._drop()
-            self.state = "closed"
+            self._life.open_failed()
             raise
-        self.state = "open"
+        self._life.opened()
         self._wanted = True
         return self
 
@@ -576,7 +688,7 @@ class RealComClient:
 
     def write(self, data: bytes) -> None:
         """Send serial bytes; raises L{NotConnected} when the data connection is down."""
-        if self._data is None or self.state not in ("open", "closing"):
+        if self._data is None or self.state not in (ClientState.OPEN, ClientState.CLOSING):
             raise NotConnected(f"{self!r}: cannot write")
         self._data.transport.write(data)
 
@@ -607,7 +719,7 @@ class RealComClient:
         close.  Fires when both connections are closed.
         """
         self._stop_recovery()
-        if self.state == "closed" and self._command is None and self._data is None:
+        if self.state is ClientState.CLOSED and self._command is None and self._data is None:
             return succeed(None)
         return Deferred.fromCoroutine(self._close())
 
@@ -618,8 +730,8 @@ class RealComClient:
         self._retry = None
 
     async def _close(self) -> None:
-        was_open = self.state == "open"
-        self.state = "closing"
+        was_open = self.state is ClientState.OPEN
+        self._life.close()
         if was_open and self.connected:
             await self._drain()
             try:
@@ -627,7 +739,7 @@ class RealComClient:
             except RealComError as e:
                 self._log.info("{client}: FLUSH on close failed: {error}", client=self, error=e)
         await self._drop()
-        self.state = "closed"
+        self._life.closed()
         self._log.info("{client}: closed", client=self)
 
     async def _drain(self) -> None:
@@ -661,14 +773,14 @@ class RealComClient:
     def abort(self) -> Deferred[None]:
         """Drop both connections at once, without drain or flush (a hang-up)."""
         self._stop_recovery()
-        self.state = "closing"
+        self._life.close()
         d = self._wait_all_lost()
         for proto in (self._command, self._data):
             if proto is not None and proto.transport is not None:
                 proto.transport.abortConnection()
 
         def done(_: object) -> None:
-            self.state = "closed"
+            self._life.closed()
 
         return d.addCallback(done)
 
@@ -696,9 +808,10 @@ class RealComClient:
         """
         if self._address is None:
             raise NotConnected("recover() needs an earlier open()")
-        if self.state not in ("closed", "open", "recovering"):
-            raise RealComError(f"{self!r}: cannot recover now")
-        self.state = "recovering"
+        try:
+            self._life.recover()
+        except NoTransition:
+            raise RealComError(f"{self!r}: cannot recover now") from None
         return Deferred.fromCoroutine(self._recover())
 
     async def _recover(self) -> RealComClient:
@@ -706,7 +819,7 @@ class RealComClient:
             if self._command is not None or self._data is not None:
                 await self._drop()
             await self._connect_both()
-            if self.state != "recovering":
+            if self.state is not ClientState.RECOVERING:
                 raise NotConnected("closed during recovery")
             requests = self.settings.requests(self.dtr, self.rts)
             requests += [aspp.TxFifo(self.fifo), aspp.LineControl(self.dtr, self.rts)]
@@ -715,20 +828,19 @@ class RealComClient:
             )
         except BaseException:
             await self._drop()
-            if self.state == "recovering":
-                self.state = "closed"
+            self._life.recover_failed()
             raise
         for reply in replies:
             if isinstance(reply, aspp.LineStatusReply) and not reply.baud_rejected:
                 self._set_modem(reply)
-        self.state = "open"
+        self._life.recovered()
         self._wanted = True
         self._log.info("{client}: recovered", client=self)
         return self
 
     def _auto_recover(self) -> None:
         self._retry = None
-        if not self._wanted or self.state not in ("closed", "recovering"):
+        if not self._wanted or self.state not in (ClientState.CLOSED, ClientState.RECOVERING):
             return
 
         def failed(f: Failure) -> None:
@@ -740,10 +852,9 @@ class RealComClient:
                 error=f.getErrorMessage(),
                 s=RECONNECT_DELAY,
             )
-            self.state = "recovering"  # keep recovering until close()
+            self._life.retry()  # keep recovering until close()
             self._retry = self._reactor.callLater(RECONNECT_DELAY, self._auto_recover)
 
-        self.state = "closed"
         self.recover().addErrback(failed)
 
     # -- command machinery ------------------------------------------------------------------
@@ -893,15 +1004,15 @@ class RealComClient:
         waiters, self._all_lost = self._all_lost, []
         for d in waiters:
             d.callback(None)
-        if self.state == "open":
+        if self.state is ClientState.OPEN:
             self._log.warn(
                 "{client}: connection lost ({reason})",
                 client=self,
                 reason=reason.getErrorMessage(),
             )
-            self.state = "closed"
+            self._life.lost()
             if self.auto_reconnect and self._wanted:
-                self.state = "recovering"
+                self._life.retry()
                 self._retry = self._reactor.callLater(0, self._auto_recover)
             elif self.on_lost is not None:
                 self.on_lost(reason)

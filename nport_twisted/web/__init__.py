@@ -12,10 +12,9 @@ console state (L{nport_twisted.web.console}).
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application import service
 
+from nport_twisted.net.context import IDeviceContext
 from nport_twisted.net.listener import ListenerService
 from nport_twisted.web.console import WebConsole
 from nport_twisted.web.resources import ConsoleSite
@@ -43,7 +42,7 @@ def _quote(text: str) -> str:
 
 
 def web_services(
-    server: Any,
+    server: IDeviceContext,
     http_port: int | None = HTTP_PORT,
     https_port: int | None = None,
     cert: str | None = None,
@@ -72,7 +71,7 @@ def web_services(
         else:
             from nport_twisted.config.tls import tls_endpoint_options
 
-            options = tls_endpoint_options(server.store.state_dir)
+            options = tls_endpoint_options(server.state_dir)
         listener = ListenerService(
             server.reactor, server.endpoint("ssl", https_port) + options, site, server.net, None
         )

@@ -331,7 +331,7 @@ class ApiV1(ConsoleResource):
 
     def _applied(self, request: Any, d: Deferred[None]) -> int:
         """Answer once C{d} (an apply-and-save) fires; a file that cannot be written is a 500."""
-        saved = self.console.server.store.path is not None
+        saved = self.console.server.settings_path is not None
 
         def failed(f: Failure) -> bytes:
             f.trap(SaveError)

@@ -24,6 +24,7 @@ from twisted.logger import Logger
 
 from nport_twisted.config.identity import DeviceIdentity, resolve_identity, uptime
 from nport_twisted.config.settings import DeviceConfig, OpMode, PasswordSettings
+from nport_twisted.net.context import IDeviceContext
 from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
 from nport_twisted.web.forms import FieldErrors, check_modes, to_json
 
@@ -75,7 +76,7 @@ class WebConsole:
 
     def __init__(
         self,
-        server: Any,
+        server: IDeviceContext,
         run_blocking: Callable[[Callable[[], Any]], Deferred[Any]] | None = None,
         identity: Callable[[DeviceConfig, int], DeviceIdentity] | None = None,
     ) -> None:
@@ -114,11 +115,11 @@ class WebConsole:
 
     @property
     def implemented(self) -> frozenset[OpMode]:
-        return frozenset(self.server.builders)
+        return self.server.implemented_modes
 
     @property
     def running(self) -> DeviceConfig:
-        return self.server.config  # type: ignore[no-any-return]
+        return self.server.config
 
     @property
     def pending(self) -> DeviceConfig:
@@ -232,7 +233,7 @@ class WebConsole:
 
         def store(hashed: PasswordSettings) -> None:
             self.server.apply_config(attrs.evolve(self.server.config, password=hashed))
-            if self.server.store.path is None:
+            if self.server.settings_path is None:
                 self._log.warn("web console: no --config, so the password is lost at restart")
             try:
                 self.server.save()
