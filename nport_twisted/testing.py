@@ -1,19 +1,24 @@
 # -*- test-case-name: tests.test_channel -*-
 """
-Fakes for testing code that uses serial channels, shipped with the package
-(like txtorcon's testutil) so front-ends and users' tests share them.
+Fakes for testing code that uses serial channels and TCP front-ends,
+shipped with the package (like txtorcon's testutil) so front-ends and
+users' tests share them.
 
 L{FakeSerialDevice} plays the device: an opener that attaches a
 L{StringTransport} (as the SerialPort would be) and a L{FakeSerialControl}
 with modem lines and counters the test sets, and that can be made to vanish,
 refuse opening, or refuse settings like a pty does.
+
+L{FakeTcpTransport} plays one accepted or outgoing TCP connection.
 """
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import attrs
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -166,3 +171,59 @@ class FakeSerialDevice:
 def fake_transport_producer(transport: StringTransport) -> Any:
     """The producer a front-end registered on C{transport} (for jam tests)."""
     return transport.producer
+
+
+class FakeTcpTransport(StringTransport):
+    """
+    A L{StringTransport} that looks like a TCP connection to our front-ends:
+    it records TCP_NODELAY (L{nodelay}), keep-alive (L{keepalive}), aborts
+    (L{aborted}; also C{disconnected}, as StringTransport does) and every
+    C{write} call separately (L{writes}).  C{getHandle()} returns the socket
+    a test gives as C{handle} (Real COM's FIONREAD and FLUSH read it), else
+    raises C{AttributeError} like a transport with no socket, so keep-alive
+    tuning is skipped.
+
+    @param peer: the peer's host, at C{peer_port}.
+    @param local: our host, at C{local_port}.
+    @param peerAddress: the peer's address object, overriding C{peer}.
+    @param hostAddress: our address object, overriding C{local} (an
+        L{IPv6Address} for an IPv6 listener).
+    """
+
+    def __init__(self, peer: str = "10.0.0.1", peer_port: int = 40000, *,
+                 local: str = "127.0.0.1", local_port: int = 4001,
+                 peerAddress: IPv4Address | IPv6Address | None = None,
+                 hostAddress: IPv4Address | IPv6Address | None = None,
+                 handle: socket.socket | None = None) -> None:
+        super().__init__(
+            hostAddress=hostAddress or IPv4Address("TCP", local, local_port),
+            peerAddress=peerAddress or IPv4Address("TCP", peer, peer_port))
+        self.aborted = False
+        self.keepalive = False
+        self.nodelay = False
+        self.writes: list[bytes] = []
+        self.handle = handle
+
+    def abortConnection(self) -> None:
+        self.aborted = True
+        super().abortConnection()
+
+    def setTcpKeepAlive(self, on: bool) -> None:
+        self.keepalive = on
+
+    def setTcpNoDelay(self, on: bool) -> None:
+        self.nodelay = on
+
+    def getHandle(self) -> socket.socket:
+        """The socket behind this connection, when the test gave one."""
+        if self.handle is None:
+            raise AttributeError("no socket")
+        return self.handle
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        super().write(data)
+
+    def clear(self) -> None:
+        super().clear()
+        self.writes = []

@@ -21,7 +21,7 @@ from twisted.application import service
 from twisted.internet import defer, endpoints, protocol, ssl
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -45,7 +45,7 @@ from nport_twisted.config.settings import (
     Parity,
     SerialSettings,
 )
-from nport_twisted.testing import FakeSerialDevice
+from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
 from nport_twisted.config.tls import CERT_FILE, certificate_path, tls_endpoint_options
 
 
@@ -66,29 +66,6 @@ TCSETATTR_115200 = h("2C 08 0A 03 01 01 00 00 00 00")
 RECOVERY_BATCH = h("2C 08 0A 03 01 01 00 00 00 00 30 01 10 12 02 01 01")
 WAIT_OQUEUE_1S = h("2F 04 E8 03 00 00")  # timeout 1000 (ms to the device)
 FLUSH_BOTH = h("14 01 02")
-
-
-class RecordingTransport(StringTransport):
-    """A StringTransport that also keeps every write call separately."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.writes: list[bytes] = []
-        self.handle: socket.socket | None = None
-
-    def getHandle(self) -> socket.socket:
-        """The socket behind this connection, when the test gave one."""
-        if self.handle is None:
-            raise AttributeError("no socket")
-        return self.handle
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-        super().write(data)
-
-    def clear(self) -> None:
-        super().clear()
-        self.writes = []
 
 
 class Box:
@@ -119,9 +96,9 @@ class Box:
 
     def _connect(self, proto: protocol.Protocol, local: Any, handle: socket.socket | None = None) -> Any:
         self._peer_port += 1
-        transport = RecordingTransport(hostAddress=local,
-                                       peerAddress=IPv4Address("TCP", "192.0.2.7", self._peer_port))
-        transport.handle = handle
+        transport = FakeTcpTransport(hostAddress=local,
+                                     peerAddress=IPv4Address("TCP", "192.0.2.7", self._peer_port),
+                                     handle=handle)
         proto.makeConnection(transport)
         self.live.append(proto)
         return proto

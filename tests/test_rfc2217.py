@@ -12,9 +12,7 @@ import time
 from typing import Any
 
 import attrs
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
@@ -37,7 +35,7 @@ from nport_twisted.config.settings import (
 )
 from nport_twisted.wire.telnet import ComPortCommand as Cmd
 from nport_twisted.wire.telnet import ComPortMessage
-from nport_twisted.testing import FakeSerialDevice
+from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
 from tests.e2e_util import LOOPBACK, Pty, Service, free_port_offset, have_ptys
 
 #: What the server sends on connect.
@@ -57,30 +55,6 @@ def reply(command: Cmd, value: int | bytes | None = None) -> bytes:
 
 def neg(verb: int, option: int) -> bytes:
     return t.encode_negotiation(verb, option)
-
-
-class _Transport(StringTransport):
-    """A StringTransport that also tracks aborts and keep-alive like a TCP transport."""
-
-    def __init__(self, peer: str) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", peer, 40000),
-                         hostAddress=IPv4Address("TCP", "127.0.0.1", 4001))
-        self.aborted = False
-        self.keepalive = False
-        self.nodelay = False
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        self.loseConnection()
-
-    def setTcpKeepAlive(self, on: bool) -> None:
-        self.keepalive = on
-
-    def setTcpNoDelay(self, on: bool) -> None:
-        self.nodelay = on
-
-    def getHandle(self) -> Any:
-        raise AttributeError("no socket")
 
 
 #: Default modem lines of the fake device: all off.
@@ -112,10 +86,10 @@ class Harness:
     def control(self) -> Any:
         return self.device.control
 
-    def connect(self, peer: str = "10.0.0.1", rfc2217: bool = True) -> tuple[Rfc2217Protocol, _Transport]:
+    def connect(self, peer: str = "10.0.0.1", rfc2217: bool = True) -> tuple[Rfc2217Protocol, FakeTcpTransport]:
         """A client; with C{rfc2217} it agrees to the COM-PORT-OPTION and its output is cleared."""
         proto = self.factory.buildProtocol(None)
-        transport = _Transport(peer)
+        transport = FakeTcpTransport(peer)
         proto.makeConnection(transport)
         if rfc2217 and not transport.disconnecting:
             proto.dataReceived(neg(t.WILL, t.COM_PORT_OPTION) + neg(t.DO, t.BINARY)
@@ -123,7 +97,7 @@ class Harness:
             transport.clear()
         return proto, transport
 
-    def ask(self, proto: Rfc2217Protocol, transport: _Transport, data: bytes) -> bytes:
+    def ask(self, proto: Rfc2217Protocol, transport: FakeTcpTransport, data: bytes) -> bytes:
         """Send C{data} from the client; what the server answered."""
         transport.clear()
         proto.dataReceived(data)

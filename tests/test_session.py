@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -23,18 +21,7 @@ from nport_twisted.net.session import (
     Gate,
     ReadHold,
 )
-from nport_twisted.testing import FakeSerialDevice
-
-
-class _Transport(StringTransport):
-    def __init__(self, peer: str) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", peer, 40000),
-                         hostAddress=IPv4Address("TCP", "127.0.0.1", 23))
-        self.aborted = False
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        self.loseConnection()
+from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
 
 
 class Recorder(AdmittedSession):
@@ -66,8 +53,8 @@ class Recorder(AdmittedSession):
         self.events.append(("full", self.write_full))
 
 
-def connect(session: AdmittedSession, peer: str = "10.0.0.1") -> _Transport:
-    transport = _Transport(peer)
+def connect(session: AdmittedSession, peer: str = "10.0.0.1") -> FakeTcpTransport:
+    transport = FakeTcpTransport(peer, local_port=23)
     session.makeConnection(transport)
     return transport
 

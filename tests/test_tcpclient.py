@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint
 from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.protocol import Factory
-from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock
 from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -38,35 +38,15 @@ from nport_twisted.modes.tcpclient import (
     reconnect_delay,
     tcp_client_frontend,
 )
-from nport_twisted.testing import FakeSerialDevice
+from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
 
 DESTS = ("10.0.0.1:4001", "10.0.0.2:4002")
-
-
-class _Transport(StringTransport):
-    """A StringTransport that records keep-alive and aborts like a TCP transport."""
-
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", host, port),
-                         hostAddress=IPv4Address("TCP", "127.0.0.1", 50000))
-        self.keepalive = False
-        self.aborted = False
-
-    def setTcpKeepAlive(self, on: bool) -> None:
-        self.keepalive = on
-
-    def getHandle(self) -> Any:
-        raise AttributeError("no socket")
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        super().abortConnection()
 
 
 class _Conn:
     """One accepted connection attempt: the endpoint's protocol and our transport."""
 
-    def __init__(self, protocol: Any, transport: _Transport) -> None:
+    def __init__(self, protocol: Any, transport: FakeTcpTransport) -> None:
         self.protocol = protocol
         self.transport = transport
         self.lost = False
@@ -127,7 +107,7 @@ class Harness:
         """Complete the latest attempt to C{dest}."""
         host, port, factory, _, _ = self.reactor.tcpClients[self._last(dest)]
         protocol = factory.buildProtocol(IPv4Address("TCP", host, port))
-        transport = _Transport(host, port)
+        transport = FakeTcpTransport(host, port, local_port=50000)
         protocol.makeConnection(transport)
         conn = _Conn(protocol, transport)
         self.conns.append(conn)

@@ -7,9 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -18,27 +16,7 @@ from nport_twisted.net.listener import NetTable
 from nport_twisted.net.session import PortContext
 from nport_twisted.config.settings import AccessibleIP, AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
 from nport_twisted.modes.tcpserver import TcpServerFactory, TcpServerProtocol, tcp_server_frontend
-from nport_twisted.testing import FakeSerialDevice
-
-
-class _Transport(StringTransport):
-    """A StringTransport that also tracks aborts and keep-alive like a TCP transport."""
-
-    def __init__(self, peer: str) -> None:
-        super().__init__(peerAddress=IPv4Address("TCP", peer, 40000),
-                         hostAddress=IPv4Address("TCP", "127.0.0.1", 4001))
-        self.aborted = False
-        self.keepalive = False
-
-    def abortConnection(self) -> None:
-        self.aborted = True
-        self.loseConnection()
-
-    def setTcpKeepAlive(self, on: bool) -> None:
-        self.keepalive = on
-
-    def getHandle(self) -> Any:
-        raise AttributeError("no socket")
+from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
 
 
 class Harness:
@@ -61,9 +39,9 @@ class Harness:
         self.channel.stopService()
         self.device.close_complete()
 
-    def connect(self, peer: str = "10.0.0.1") -> tuple[TcpServerProtocol, _Transport]:
+    def connect(self, peer: str = "10.0.0.1") -> tuple[TcpServerProtocol, FakeTcpTransport]:
         proto = self.factory.buildProtocol(None)
-        transport = _Transport(peer)
+        transport = FakeTcpTransport(peer)
         proto.makeConnection(transport)
         return proto, transport
 
@@ -239,11 +217,11 @@ class TcpServerTests(SynchronousTestCase):
 class CommandPortTests(SynchronousTestCase):
     """TCP Server mode's command port speaks ASPP on the same channel."""
 
-    def _command(self, h: Harness) -> tuple[Any, _Transport]:
+    def _command(self, h: Harness) -> tuple[Any, FakeTcpTransport]:
         from nport_twisted.modes.tcpserver import CommandProtocol, TcpServerCommandPort
         port = TcpServerCommandPort(h.ctx)
         proto = CommandProtocol(port)
-        transport = _Transport("10.0.0.1")
+        transport = FakeTcpTransport("10.0.0.1")
         proto.makeConnection(transport)
         return proto, transport
 
