@@ -18,14 +18,16 @@ import attrs
 from twisted.application import service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 from nport_twisted.config.store import SettingsStore
+from nport_twisted.config.portmap import ServicePort, operating_ports, port_conflicts
 from nport_twisted.device.adapter import Opener
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.net.context import IDeviceContext, IPortState
-from nport_twisted.net.listener import NetTable
+from nport_twisted.net.listener import ListenError, NetTable
 from nport_twisted.net.session import PortContext
 
 FrontendBuilder = Callable[[PortContext], service.IService]
@@ -89,27 +91,48 @@ class PortService(service.MultiService):
         self.frontend = builder(self.ctx)
         self.frontend.setServiceParent(self)
 
-    def reconfigure(self, new: PortConfig) -> Deferred[None]:
-        """Apply C{new} to the running port."""
-        old, self.config = self.config, new
-        if new.serial != old.serial:
-            self.channel.apply_settings(new.serial)
-        if new.operating == old.operating:
-            return succeed(None)
-        self._log.info("{channel}: operating settings changed ({old} -> {new}); restarting its "
-                       "listeners", channel=self.channel.name, old=old.operating.mode.value,
-                       new=new.operating.mode.value)
+    def stop_frontend(self) -> Deferred[None]:
+        """Stop the front-end (its listeners, then the connections it left attached)."""
         front, self.frontend = self.frontend, None
         d: Deferred[Any] = succeed(None)
         if front is not None:
             d = service.IService(front).disownServiceParent() or succeed(None)
 
-        def restart(_: object) -> None:
+        def stopped(_: object) -> None:
             # Stopping a listener keeps its accepted connections: close what
             # the old mode left attached, so no host keeps the old behaviour.
             self.channel.close_sessions()
-            self._install_frontend(new.operating)
-        return d.addCallback(restart)
+        return d.addCallback(stopped)
+
+    def start_frontend(self, operating: OperatingSettings) -> None:
+        """
+        Install and (if the port runs) start the front-end of C{operating}.
+        Raises what a listener raised (L{ListenError}: the OS refused a
+        port); the front-end then stays installed, for L{stop_frontend}.
+        """
+        self._install_frontend(operating)
+
+
+class ApplyError(ValueError):
+    """
+    A configuration was not put in force; C{errors} maps each field at
+    fault (as the JSON API names it, C{ports[0].operating.local_tcp_port})
+    to the reason.
+    """
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(self.errors.values()))
+
+
+#: Listener service names -> what a port conflict message calls them.
+SERVICE_NAMES = {
+    "web-http": "the web console (HTTP)",
+    "web-https": "the web console (HTTPS)",
+    "telnet-console": "the telnet console",
+    "dsci": "the discovery service (DSCI)",
+    "tcp4900-capture": "the TCP 4900 service",
+}
 
 
 @implementer(IDeviceContext)
@@ -172,10 +195,26 @@ class NPortService(service.MultiService):
                                state_dir=self.store.state_dir)
         return make
 
+    def service_ports(self) -> list[ServicePort]:
+        """The ports the box's own services (web, telnet, DSCI, TCP 4900) listen on now."""
+        return [ServicePort(l.proto, l.port, SERVICE_NAMES.get(l.name, l.name or "a service of this box"))
+                for l in self.net.listeners if l.port_index is None]
+
+    def port_conflicts(self, config: DeviceConfig) -> dict[str, str]:
+        """The port settings of C{config} that collide (L{port_conflicts}), by field."""
+        return port_conflicts(config, self.port_offset, self.service_ports())
+
     def apply_config(self, new: DeviceConfig) -> Deferred[None]:
         """
         Make C{new} the running configuration: per-port changes are applied
         live.  The port count is fixed by --ports.
+
+        Nothing is touched when C{new} has a port conflict (L{ApplyError},
+        raised at once).  When the operating system refuses a port while
+        the changed front-ends start, every port goes back to its previous
+        settings and the Deferred fails with L{ApplyError} naming the field.
+        Changed front-ends are all stopped before any new one starts, so
+        ports may trade numbers in one change.
         """
         if len(new.ports) != len(self.ports):
             raise ValueError(f"the configuration has {len(new.ports)} ports; this box runs "
@@ -183,9 +222,74 @@ class NPortService(service.MultiService):
         unsupported = [p.operating.mode for p in new.ports if p.operating.mode not in self.builders]
         if unsupported:
             raise ValueError(f"operating mode {unsupported[0].value} is not implemented yet")
-        self.config = new
-        ds = [ps.reconfigure(pc) for ps, pc in zip(self.ports, new.ports)]
-        return DeferredList(ds, consumeErrors=True).addCallback(lambda _: None)
+        conflicts = self.port_conflicts(new)
+        if conflicts:
+            raise ApplyError(conflicts)
+        old, self.config = self.config, new
+        return self._put_in_force(old, new)
+
+    def _put_in_force(self, old: DeviceConfig, new: DeviceConfig) -> Deferred[None]:
+        changed = [i for i, (a, b) in enumerate(zip(old.ports, new.ports)) if a.operating != b.operating]
+        for ps, port in zip(self.ports, new.ports):
+            if port.serial != ps.config.serial:
+                ps.channel.apply_settings(port.serial)
+            ps.config = port
+        for i in changed:
+            self._log.info("{channel}: operating settings changed ({old} -> {new}); restarting its "
+                           "listeners", channel=self.ports[i].channel.name,
+                           old=old.ports[i].operating.mode.value, new=new.ports[i].operating.mode.value)
+
+        def start(_: object) -> Deferred[None] | None:
+            errors = self._start_frontends(new, changed)
+            if not errors:
+                return None
+            return self._roll_back(old, changed, errors)
+
+        return self._stop_frontends(changed).addCallback(start)
+
+    def _stop_frontends(self, indexes: list[int]) -> Deferred[Any]:
+        return DeferredList([self.ports[i].stop_frontend() for i in indexes], consumeErrors=True)
+
+    def _start_frontends(self, config: DeviceConfig, indexes: list[int]) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        for i in indexes:
+            operating = config.ports[i].operating
+            try:
+                self.ports[i].start_frontend(operating)
+            except Exception as e:  # ListenError (the OS refused a port), or a bug: roll back
+                if not isinstance(e, ListenError):
+                    self._log.failure("port{n}: starting its front-end failed", n=i + 1)
+                errors[self._refused_field(i, operating, e)] = f"port {i + 1}: {e}"
+        return errors
+
+    def _refused_field(self, index: int, operating: OperatingSettings, error: Exception) -> str:
+        """The setting of the port the OS refused (by its number), else the port's mode."""
+        refused = getattr(error, "port", None)
+        for use in operating_ports(operating, index):
+            if use.port + self.port_offset == refused:
+                return use.path
+        return f"ports[{index}].operating.mode"
+
+    def _roll_back(self, old: DeviceConfig, changed: list[int], errors: dict[str, str]) -> Deferred[None]:
+        self._log.error("settings not put in force, restoring the previous ones: {errors}",
+                        errors="; ".join(errors.values()))
+        self.config = old
+        for ps, port in zip(self.ports, old.ports):
+            if port.serial != ps.config.serial:
+                ps.channel.apply_settings(port.serial)
+            ps.config = port
+
+        def restart(_: object) -> None:
+            failed = self._start_frontends(old, changed)
+            if not failed:
+                raise ApplyError({k: f"{v}; the previous settings are back in force"
+                                  for k, v in errors.items()})
+            # Someone took an old port meanwhile: say so, loudly.
+            self._log.critical("the previous settings could not be restored either: {errors}",
+                               errors="; ".join(failed.values()))
+            raise ApplyError({**errors, **{k: f"{v} (the previous settings could not be "
+                                             "restored either)" for k, v in failed.items()}})
+        return self._stop_frontends(changed).addCallback(restart)
 
     def reload(self) -> Deferred[None]:
         """
@@ -205,8 +309,15 @@ class NPortService(service.MultiService):
         except ValueError as e:
             self._log.error("settings not reloaded, keeping the running ones: {error}", error=e)
             return succeed(None)
-        self._log.info("settings reloaded from {path}", path=self.store.path)
-        return d
+
+        def done(_: object) -> None:
+            self._log.info("settings reloaded from {path}", path=self.store.path)
+
+        def refused(f: Failure) -> None:
+            f.trap(ApplyError)
+            self._log.error("settings not reloaded, keeping the running ones: {error}",
+                            error=f.value)
+        return d.addCallbacks(done, refused)
 
     def save(self) -> None:
         """Write the running configuration to the settings file (atomic)."""

@@ -5,9 +5,12 @@ listeners and live reconfiguration.
 
 from __future__ import annotations
 
+import socket
+from typing import Any
+
 import attrs
 from twisted.internet.testing import MemoryReactorClock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nport_twisted.config.store import SettingsStore
 from nport_twisted.server import NPortService
@@ -172,3 +175,150 @@ class DeviceContextTests(SynchronousTestCase):
         for i, port in enumerate(svc.ports):
             self.assertTrue(verifyObject(IPortState, port))
             self.assertEqual((port.index, port.channel.index), (i, i))
+
+
+class _RefusingReactor(MemoryReactorClock):
+    """A memory reactor on which some TCP ports are taken by another program."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken: set[int] = set()
+
+    def listenTCP(self, port, factory, backlog=50, interface=""):  # type: ignore[no-untyped-def]
+        if port in self.taken:
+            from twisted.internet.error import CannotListenError
+            raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+        return super().listenTCP(port, factory, backlog, interface)
+
+
+class ApplyTruthTests(SynchronousTestCase):
+    """apply_config never leaves a port without its listener while saying it worked."""
+
+    def service(self, modes: list[OpMode]) -> tuple[NPortService, _RefusingReactor]:
+        reactor = _RefusingReactor()
+        devices = _Devices()
+        config = DeviceConfig().with_port_count(len(modes), OpMode.REAL_COM)
+        for i, mode in enumerate(modes):
+            port = config.ports[i]
+            config = config.replace_port(
+                i, attrs.evolve(port, operating=attrs.evolve(port.operating, mode=mode)))
+        svc = NPortService(reactor, [f"/dev/fake{i}" for i in range(len(modes))], config,
+                           SettingsStore(None), devices.opener, port_offset=10000,
+                           interface="127.0.0.1", default_mode=modes[0])
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        return svc, reactor
+
+    def listening(self, svc: NPortService) -> list[int]:
+        return sorted(l.port for l in svc.net.listeners)
+
+    def test_conflict_refused_before_anything(self) -> None:
+        """A port equal to another port's is refused at once, naming both fields."""
+        from nport_twisted.server import ApplyError
+        svc, _ = self.service([OpMode.TCP_SERVER, OpMode.TCP_SERVER])
+        before = svc.config
+        new = before.replace_port(0, attrs.evolve(
+            before.ports[0], operating=attrs.evolve(before.ports[0].operating, local_tcp_port=4002)))
+        e = self.assertRaises(ApplyError, svc.apply_config, new)
+        self.assertEqual(set(e.errors), {"ports[0].operating.local_tcp_port",
+                                         "ports[1].operating.local_tcp_port"})
+        self.assertIs(svc.config, before)
+        self.assertEqual(self.listening(svc), [10966, 10967, 14001, 14002])
+
+    def test_os_refusal_rolls_back(self) -> None:
+        """A port the OS refuses at apply time: every port goes back, the field is named."""
+        from nport_twisted.server import ApplyError
+        svc, reactor = self.service([OpMode.TCP_SERVER, OpMode.REAL_COM])
+        before = svc.config
+        reactor.taken.add(15001)
+        port1 = attrs.evolve(before.ports[0].operating, local_tcp_port=5001)
+        port2 = attrs.evolve(before.ports[1].operating, mode=OpMode.TCP_SERVER)
+        new = before.replace_port(0, attrs.evolve(before.ports[0], operating=port1))
+        new = new.replace_port(1, attrs.evolve(new.ports[1], operating=port2))
+        failure = self.failureResultOf(svc.apply_config(new), ApplyError)
+        self.assertEqual(list(failure.value.errors), ["ports[0].operating.local_tcp_port"])
+        self.assertIn("Address already in use", failure.value.errors["ports[0].operating.local_tcp_port"])
+        self.assertIn("previous settings are back in force",
+                      failure.value.errors["ports[0].operating.local_tcp_port"])
+        self.assertIs(svc.config, before)
+        self.assertEqual([p.config for p in svc.ports], list(before.ports))
+        self.assertEqual(self.listening(svc), [10951, 10966, 10967, 14001])
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+    def test_ports_trade_numbers(self) -> None:
+        """Two ports may swap their local TCP ports in one change."""
+        svc, _ = self.service([OpMode.TCP_SERVER, OpMode.TCP_SERVER])
+        before = svc.config
+        new = before
+        for i, number in ((0, 4002), (1, 4001)):
+            new = new.replace_port(i, attrs.evolve(new.ports[i], operating=attrs.evolve(
+                new.ports[i].operating, local_tcp_port=number)))
+        self.successResultOf(svc.apply_config(new))
+        self.assertEqual(self.listening(svc), [10966, 10967, 14001, 14002])
+        self.assertEqual([p.config.operating.local_tcp_port for p in svc.ports], [4002, 4001])
+
+    def test_service_port_conflict(self) -> None:
+        """The box's own listeners (web, telnet, DSCI, 4900) are in the conflict check."""
+        from nport_twisted.net.listener import ListenerInfo
+        from nport_twisted.server import ApplyError
+        svc, _ = self.service([OpMode.TCP_SERVER])
+        svc.net.add_listener(ListenerInfo("tcp", 10080, None, "web-http"))
+        new = svc.config.replace_port(0, attrs.evolve(svc.config.ports[0], operating=attrs.evolve(
+            svc.config.ports[0].operating, local_tcp_port=80)))
+        e = self.assertRaises(ApplyError, svc.apply_config, new)
+        self.assertEqual(e.errors, {"ports[0].operating.local_tcp_port": "TCP port 80 (10080 with "
+                                    "--port-offset 10000) is already used by the web console (HTTP)"})
+
+
+class RealReactorApplyTests(TestCase):
+    """The same promises with real sockets on loopback."""
+
+    def setUp(self) -> None:
+        from twisted.internet import reactor
+        from tests.e2e_util import free_port_offset
+        self.offset = free_port_offset(tcp=(966, 967, 4001, 4002, 4003), udp=())
+        config = DeviceConfig().with_port_count(2, OpMode.TCP_SERVER)
+        self.devices = _Devices()
+        self.svc = NPortService(reactor, ["/dev/fake0", "/dev/fake1"], config, SettingsStore(None),
+                                self.devices.opener, port_offset=self.offset,
+                                interface="127.0.0.1", default_mode=OpMode.TCP_SERVER)
+        self.svc.startService()
+        self.addCleanup(self.stop)
+
+    def stop(self) -> Any:
+        stopped = self.svc.stopService()
+        for device in self.devices.devices.values():
+            if device.closing:
+                device.close_complete()  # the fake device closes when asked
+        return stopped
+
+    def with_ports(self, numbers: tuple[int, int]) -> DeviceConfig:
+        new = self.svc.config
+        for i, number in enumerate(numbers):
+            new = new.replace_port(i, attrs.evolve(new.ports[i], operating=attrs.evolve(
+                new.ports[i].operating, local_tcp_port=number)))
+        return new
+
+    async def test_swap_then_refused_port_rolls_back(self) -> None:
+        """Swapping two bound ports works; a port held by another program rolls everything back."""
+        from nport_twisted.server import ApplyError
+        from tests.e2e_util import tcp_listening
+        o = self.offset
+        await self.svc.apply_config(self.with_ports((4002, 4001)))
+        self.assertTrue(tcp_listening(o + 4001) and tcp_listening(o + 4002))
+        self.assertEqual([p.config.operating.local_tcp_port for p in self.svc.ports], [4002, 4001])
+        blocker = socket.socket()
+        self.addCleanup(blocker.close)
+        blocker.bind(("127.0.0.1", o + 4003))
+        blocker.listen(1)
+        before = self.svc.config
+        try:
+            await self.svc.apply_config(self.with_ports((4003, 4001)))
+        except ApplyError as e:
+            self.assertEqual(list(e.errors), ["ports[0].operating.local_tcp_port"])
+        else:
+            self.fail("a port held by another program was accepted")
+        self.assertIs(self.svc.config, before)
+        self.assertTrue(tcp_listening(o + 4001) and tcp_listening(o + 4002))
+        self.assertEqual(sorted(l.port for l in self.svc.net.listeners),
+                         [o + 966, o + 967, o + 4001, o + 4002])

@@ -1188,6 +1188,7 @@ class PageTests(WebTestCase):
                 "old_password": "nope",
                 "new_password": "another secret",
                 "new_password2": "another secret",
+                "confirm": "on",
             },
         )
         self.assertIn('id="old_password-error">wrong password', response.text)
@@ -1208,6 +1209,7 @@ class PageTests(WebTestCase):
                 "old_password": PASSWORD,
                 "new_password": "another secret",
                 "new_password2": "another secret",
+                "confirm": "on",  # the change is confirmed (issue 11)
             },
         )
         self.assertIn("Password changed", response.text)
@@ -1223,7 +1225,9 @@ class PageTests(WebTestCase):
             network=NetworkSettings(ip="10.9.9.9"),
             basic=BasicSettings(server_name="old"),
         )
-        response = self.client.post("/factory", form={"csrf_token": csrf, "keep_network": "on"})
+        response = self.client.post(
+            "/factory", form={"csrf_token": csrf, "keep_network": "on", "confirm": "on"}
+        )
         self.assertIn("Factory defaults loaded", response.text)
         config = self.server.config
         self.assertEqual((config.network.ip, config.basic.server_name), ("10.9.9.9", ""))
@@ -1231,7 +1235,7 @@ class PageTests(WebTestCase):
             [p.operating.mode for p in config.ports], [OpMode.REAL_COM, OpMode.REAL_COM]
         )
         self.assertTrue(config.password.verify(PASSWORD))
-        self.client.post("/factory", form={"csrf_token": csrf})
+        self.client.post("/factory", form={"csrf_token": csrf, "confirm": "on"})
         self.assertEqual(self.server.config.network.ip, "")
 
     def test_export_import(self) -> None:
@@ -1716,3 +1720,181 @@ class HttpFaceTests(WebTestCase):
         self.assertEqual(forms.parse_json(b""), None)
         self.assertRaises(forms.JsonError, forms.parse_json, b"[" * 33 + b"]" * 33)
         self.assertEqual(forms.parse_json(b"[" * 32 + b"]" * 32), [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]])
+
+
+class TruthTests(WebTestCase):
+    """Every "OK" the console says is true (issue 11 part 3)."""
+
+    def operating_form(self, csrf: str, port: int, **changes: str) -> dict[str, str]:
+        value = self.console.pending.ports[port - 1].operating
+        form = dict(texts_for(forms.operating_fields(value.mode), value), mode=value.mode.value)
+        form = {k: v for k, v in form.items() if v != ""}
+        form.update(csrf_token=csrf, **changes)
+        return form
+
+    def test_conflict_refused_on_the_field(self) -> None:
+        """A local port equal to another port's is refused next to the field; nothing is stored."""
+        csrf = self.login()
+        response = self.client.post(
+            "/operating?port=2", form=self.operating_form(csrf, 2, local_tcp_port="966")
+        )
+        self.assertEqual(response.code, 400)
+        self.assertIn(
+            'id="local_tcp_port-error">TCP port 966 (10966 with --port-offset 10000) is also '
+            "port 1&#x27;s command port",
+            response.text.replace("'", "&#x27;"),
+        )
+        self.assertFalse(self.console.has_pending)
+
+    def test_conflict_refused_in_api_and_classic(self) -> None:
+        """The API names the port's own field; Set.htm the classic one."""
+        token = self.api_token()
+        response = self.client.request(
+            "PATCH",
+            "/api/v1/settings/ports/2/operating",
+            json_body={"local_tcp_port": 950},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.assertEqual(response.code, 400)
+        self.assertEqual(
+            [e["field"] for e in response.json()["errors"]], ["local_tcp_port", "_form"]
+        )
+        self.login()
+        response = self.client.get(
+            "/Set.htm?Port=2&OpMode=10&PortNo=950&Submit=Submit&setfunc=OPMode"
+        )
+        self.assertEqual(response.code, 400)
+        self.assertIn("PortNo", response.text)
+        self.assertNotIn("Settings OK!", response.text)
+        self.assertFalse(self.console.has_pending)
+
+    def test_conflict_with_web_port(self) -> None:
+        """The web console's own port cannot be given to a serial port."""
+        for svc in web_services(self.server, console=self.console):
+            svc.startService()
+            self.addCleanup(svc.stopService)
+        csrf = self.login()
+        response = self.client.post(
+            "/operating?port=2", form=self.operating_form(csrf, 2, local_tcp_port="80")
+        )
+        self.assertIn("is already used by the web console (HTTP)", response.text)
+        self.assertFalse(self.console.has_pending)
+
+    def test_os_refusal_rolled_back_and_reported(self) -> None:
+        """A port the OS refuses at Save/Restart: rolled back, reported, changes kept pending."""
+        from twisted.internet.error import CannotListenError
+
+        csrf = self.login()
+        listen = self.reactor.listenTCP
+
+        def refuse(port: int, *a: Any, **kw: Any) -> Any:
+            if port == OFFSET + 4009:
+                raise CannotListenError("127.0.0.1", port, OSError(98, "Address already in use"))
+            return listen(port, *a, **kw)
+
+        self.patch(self.reactor, "listenTCP", refuse)
+        self.client.post(
+            "/operating?port=2", form=self.operating_form(csrf, 2, local_tcp_port="4009")
+        )
+        self.assertTrue(self.console.has_pending)
+        response = self.client.post("/saverestart", form={"csrf_token": csrf})
+        self.assertEqual(response.code, 400)
+        self.assertIn("Not put in force: Port 2 Local TCP port: port 2: cannot listen", response.text)
+        self.assertNotIn("OK", response.text.split("<main")[1])
+        self.assertEqual(self.server.config.ports[1].operating.local_tcp_port, 0)
+        self.assertIn(OFFSET + 4002, [l.port for l in self.server.net.listeners])
+        self.assertTrue(self.console.has_pending)
+        api = self.client.post("/api/v1/save", headers={"Authorization": f"Bearer {self.api_token()}"})
+        self.assertEqual((api.code, api.json()["errors"][0]["field"]),
+                         (400, "ports[1].operating.local_tcp_port"))
+
+    def test_saved_only_when_written(self) -> None:
+        """Without --config the console says "applied, not saved: no --config", never "saved"."""
+        self.server.store = SettingsStore(None)
+        csrf = self.login()
+        self.client.post("/basic", form={"csrf_token": csrf, "server_name": "line-7",
+                                          "web_console": "on", "telnet_console": "on"})
+        response = self.client.post("/saverestart", form={"csrf_token": csrf})
+        self.assertEqual(response.code, 200)
+        self.assertIn("Applied, not saved: no --config", response.text)
+        self.assertNotIn("saved.", response.text)
+        self.assertEqual(self.server.config.basic.server_name, "line-7")
+        classic = self.client.get("/09Set.htm")
+        self.assertIn("not saved: no --config", classic.text)
+        self.assertNotIn("Save/Restart OK", classic.text)
+        factory = self.client.post("/factory", form={"csrf_token": csrf, "confirm": "on"})
+        self.assertIn("Factory defaults loaded: applied, not saved: no --config", factory.text)
+        token = self.api_token()
+        api = self.client.post("/api/v1/save", headers={"Authorization": f"Bearer {token}"})
+        self.assertEqual(api.json(), {"applied": True, "saved": False})
+
+    def test_requested_and_in_force(self) -> None:
+        """A setting the device refused shows as "requested 7, in force 8" everywhere."""
+        device = self.devices.devices["/dev/fake1"]
+        device.refuse = {"bytesize"}
+        csrf = self.login()
+        form = {k: v for k, v in texts_for(forms.SERIAL_FIELDS, SerialSettings()).items() if v}
+        form.update(csrf_token=csrf, bytesize="7")
+        self.client.post("/serial?port=2", form=form)
+        self.client.post("/saverestart", form={"csrf_token": csrf})
+        self.assertEqual(device.in_force.bytesize, 8)
+        page = self.client.get("/serial?port=2")
+        self.assertIn('id="bytesize-refused">requested 7, in force 8', page.text)
+        self.assertNotIn("-refused", self.client.get("/serial?port=1").text)
+        monitor = self.client.get("/monitor")
+        self.assertIn('data-key="bytesize">requested 7, in force 8', monitor.text)
+        status = self.client.get(
+            "/api/v1/ports/2/status", headers={"Authorization": f"Bearer {self.api_token()}"}
+        ).json()
+        self.assertEqual(status["refused"], {"bytesize": {"requested": 7, "in_force": 8}})
+        self.assertEqual((status["requested"]["bytesize"], status["settings"]["bytesize"]), (7, 8))
+        self.assertEqual(status["display"]["bytesize"], "requested 7, in force 8")
+
+    def test_confirmations(self) -> None:
+        """Factory default, turning the web console off and a password change are confirmed."""
+        csrf = self.login()
+        self.server.config = attrs.evolve(self.server.config, basic=BasicSettings(server_name="x"))
+        response = self.client.post("/factory", form={"csrf_token": csrf, "keep_network": "on"})
+        self.assertEqual(response.code, 400)
+        self.assertIn("Nothing was changed", response.text)
+        self.assertEqual(self.server.config.basic.server_name, "x")
+
+        basic = {"csrf_token": csrf, "server_name": "x", "telnet_console": "on"}
+        response = self.client.post("/basic", form=basic)
+        self.assertEqual(response.code, 400)
+        self.assertIn('id="confirm_web_off"', response.text)
+        self.assertFalse(self.console.has_pending)
+
+        response = self.client.post(
+            "/password",
+            form={"csrf_token": csrf, "old_password": PASSWORD,
+                  "new_password": "another secret", "new_password2": "another secret"},
+        )
+        self.assertIn('id="confirm-error"', response.text)
+        self.assertTrue(self.server.config.password.verify(PASSWORD))
+
+    def test_last_console_refused(self) -> None:
+        """Turning off the web console while no telnet console is served is refused."""
+        csrf = self.login()
+        basic = {"csrf_token": csrf, "server_name": "x", "telnet_console": "on",
+                 "confirm_web_off": "on"}
+        response = self.client.post("/basic", form=basic)
+        self.assertEqual(response.code, 400)
+        self.assertIn("would leave no management console (the telnet console is not served",
+                      response.text)
+        self.assertFalse(self.console.has_pending)
+        self.console.telnet_served = True
+        self.assertEqual(self.client.post("/basic", form=basic).code, 303)
+        self.assertFalse(self.console.pending.basic.web_console)
+        both_off = dict(basic)
+        del both_off["telnet_console"]
+        response = self.client.post("/basic", form=both_off)
+        self.assertIn("would leave no management console", response.text)
+        token = self.api_token()
+        api = self.client.request(
+            "PATCH", "/api/v1/settings/basic",
+            json_body={"web_console": False, "telnet_console": False},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        self.assertEqual(api.code, 400)
+        self.assertIn("telnet_console", [e["field"] for e in api.json()["errors"]])

@@ -315,7 +315,7 @@ class UdpModeService(service.Service):
             else:
                 message = f"cannot listen on UDP {interface or '*'}:{port}: {socket_error}"
             self._log.critical("{channel}: {message}", channel=name, message=message)
-            raise ListenError(message) from None
+            raise ListenError(message, port=port) from None
         self.protocol = protocol
         bound = getattr(self.port.getHost(), "port", port)
         self._info = ListenerInfo("udp", int(bound), ctx.index)

@@ -52,7 +52,15 @@ class IDeviceContext(Interface):
         """The endpoint string of one of the box's ports, shifted by the port offset."""
 
     def apply_config(new: DeviceConfig) -> Deferred[None]:
-        """Make C{new} the running configuration (live, per port); raise ValueError if it cannot be."""
+        """
+        Make C{new} the running configuration (live, per port); raise
+        ValueError if it cannot be (ApplyError naming the fields for a port
+        conflict); the Deferred fails with ApplyError when the OS refused a
+        port (everything was rolled back).
+        """
+
+    def port_conflicts(config: DeviceConfig) -> dict[str, str]:
+        """The port settings of C{config} that collide, by field (config.portmap)."""
 
     def save() -> None:
         """Write the running configuration to the settings file (atomically)."""

@@ -29,6 +29,7 @@ class ListenerInfo:
     proto: str  # "tcp" or "udp"
     port: int
     port_index: int | None  # serial port (0-based) it serves, None for device services
+    name: str = ""  # the listener service's name ("web-http", "dsci"), for messages
 
 
 @attrs.frozen
@@ -124,7 +125,8 @@ class ListenerService(service.Service):
             if self._net is not None:
                 host = port.getHost()
                 proto = str(getattr(host, "type", "TCP")).lower()
-                self._info = ListenerInfo(proto, int(getattr(host, "port", 0)), self._port_index)
+                self._info = ListenerInfo(proto, int(getattr(host, "port", 0)), self._port_index,
+                                          self.name or "")
                 self._net.add_listener(self._info)
             return port
 
@@ -137,7 +139,7 @@ class ListenerService(service.Service):
             else:
                 message = f"cannot listen on {self.description}: {err}"
             self._log.critical("{message}", message=message)
-            failure.append(ListenError(message))
+            failure.append(ListenError(message, port=getattr(err, "port", None)))
 
         d.addCallbacks(listening, failed)
         self._listening = d
@@ -161,4 +163,12 @@ class ListenerService(service.Service):
 
 
 class ListenError(Exception):
-    """A listener could not be started; the message says how to fix it."""
+    """
+    A listener could not be started; the message says how to fix it.
+
+    @ivar port: the port number that was refused, when known.
+    """
+
+    def __init__(self, message: str, port: int | None = None) -> None:
+        super().__init__(message)
+        self.port = port

@@ -611,8 +611,8 @@ class DsciService(service.Service):
             else:
                 message = f"cannot listen on UDP {bind}:{port} for DSCI: {e.strerror or e}"
             self._log.critical("{message}", message=message)
-            raise ListenError(message) from None
-        self._info = ListenerInfo("udp", port, None)
+            raise ListenError(message, port=port) from None
+        self._info = ListenerInfo("udp", port, None, "dsci")
         server.net.add_listener(self._info)
         identity = resolve_identity(server.config, mac=self._host.mac)
         self._log.info("DSCI responder listening on UDP {bind}:{port}: {model}, MAC {mac} ({source}), "

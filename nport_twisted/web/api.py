@@ -297,9 +297,12 @@ class ApiV1(ConsoleResource):
                 raise FieldErrors(
                     {"mode": f"{forms.MODE_LABELS[new.mode]} is not implemented in this version"}
                 )
-            self.console.set_pending(
-                pending.replace_port(index, attrs.evolve(port, **{rest[2]: new}))
-            )
+            try:
+                self.console.set_pending(
+                    pending.replace_port(index, attrs.evolve(port, **{rest[2]: new}))
+                )
+            except FieldErrors as e:
+                raise FieldErrors(forms.localized(e.errors, index, rest[2])) from None
             return _json(
                 request, {"settings": forms.to_json(new), "pending": self.console.has_pending}
             )
@@ -327,19 +330,29 @@ class ApiV1(ConsoleResource):
 
     def _save(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes | int:
         self._methods(method, b"POST")
-        return self._applied(request, self.console.save_restart())
+        return self._applied(request, self.console.save_restart)
 
-    def _applied(self, request: Any, d: Deferred[None]) -> int:
-        """Answer once C{d} (an apply-and-save) fires; a file that cannot be written is a 500."""
-        saved = self.console.server.settings_path is not None
+    def _applied(self, request: Any, apply: Callable[[], Deferred[bool]]) -> int:
+        """
+        Answer once the apply-and-save C{apply} fires: C{saved} says whether
+        the file was written; a refusal (nothing changed) is a 400 naming
+        the fields, a file that cannot be written a 500.
+        """
+        d = apply()  # FieldErrors raised here: a 400 from render
 
         def failed(f: Failure) -> bytes:
+            if isinstance(f.value, FieldErrors):
+                body = ApiError(400, "invalid", "not put in force: nothing was changed",
+                                f.value.errors).body()
+                return _json(request, body, 400)
             f.trap(SaveError)
             return _json(request, ApiError(500, "save_failed", str(f.value)).body(), 500)
 
         return later(
             request,
-            d.addCallbacks(lambda _: _json(request, {"applied": True, "saved": saved}), failed),
+            d.addCallbacks(
+                lambda saved: _json(request, {"applied": True, "saved": bool(saved)}), failed
+            ),
         )
 
     def _export(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes:
@@ -393,4 +406,4 @@ class ApiV1(ConsoleResource):
         keep = body.get("keep_network", True) if isinstance(body, dict) else True
         if not isinstance(keep, bool):
             raise FieldErrors({"keep_network": "must be true or false"})
-        return self._applied(request, self.console.factory_default(keep_network=keep))
+        return self._applied(request, lambda: self.console.factory_default(keep_network=keep))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,11 +21,13 @@ from twisted.web.server import NOT_DONE_YET
 
 from nport_twisted._exceptions import ConfigError
 from nport_twisted.config.store import dumps, import_config
-from nport_twisted.config.settings import AccessibleIPSettings, DeviceConfig, OpMode
+from nport_twisted.config.settings import DeviceConfig
 from nport_twisted.web import forms
 from nport_twisted.web.auth import Session
 from nport_twisted.web.console import WebConsole
-from nport_twisted.web.forms import FieldErrors
+from nport_twisted.web.forms import FieldErrors, check_not_locked_out, monitor_display
+
+__all__ = ["check_not_locked_out", "monitor_display"]  # re-exported: they live in forms
 
 _log = Logger()
 
@@ -171,55 +172,6 @@ class ConsoleResource(Resource):
     def __init__(self, console: WebConsole) -> None:
         super().__init__()
         self.console = console
-
-
-def check_not_locked_out(acl: AccessibleIPSettings, client: str, field: str = "_form") -> None:
-    """@raise FieldErrors: when C{acl} would refuse the client making the change."""
-    if not acl.allows(client):
-        raise FieldErrors(
-            {
-                field: f"this list would lock out your own address {client}: "
-                "add an active entry for it first"
-            }
-        )
-
-
-def monitor_display(status: Mapping[str, Any]) -> dict[str, str]:
-    """The monitor's cell texts of one port's status (in the HTML, and via JSON in the script)."""
-
-    def onoff(v: Any) -> str:
-        return "-" if v is None else ("ON" if v else "OFF")
-
-    modem = status["modem"] or {}
-    counters = status["counters"]
-    settings = status["settings"]
-    parity_names = {"N": "None", "O": "Odd", "E": "Even", "M": "Mark", "S": "Space"}
-    flow = settings["flow_control"]
-    out = {
-        "mode": forms.MODE_LABELS[OpMode(status["mode"])],
-        "listening": ", ".join(status["listeners"]) or "-",
-        "peers": ", ".join(status["peers"]) or "-",
-        "device": status["device"] + ("" if status["open"] else " (closed)"),
-        "tx": str(counters["serial_tx_bytes"]),
-        "rx": str(counters["serial_rx_bytes"]),
-        "dsr": onoff(modem.get("dsr")),
-        "cts": onoff(modem.get("cts")),
-        "dcd": onoff(modem.get("dcd")),
-        "parity": str(counters["parity_errors"]),
-        "framing": str(counters["framing_errors"]),
-        "overrun": str(counters["overrun_errors"]),
-        "break": str(counters["breaks"]),
-        "baudrate": str(settings["baudrate"]),
-        "bytesize": str(settings["bytesize"]),
-        "stopbits": f"{settings['stopbits']:g}",
-        "parity_setting": parity_names.get(settings["parity"], settings["parity"]),
-        "rtscts": onoff(flow == "rts-cts"),
-        "xonxoff": onoff(flow == "xon-xoff"),
-        "dtrdsr": onoff(flow == "dtr-dsr"),
-        "fifo": "Enable" if settings["fifo"] else "Disable",
-        "interface": settings["interface"].upper(),
-    }
-    return out
 
 
 def import_settings(console: WebConsole, raw: bytes, network: bool, field: str) -> DeviceConfig:

@@ -29,7 +29,7 @@ from nport_twisted.web.base import (
     query_of,
     session_of,
 )
-from nport_twisted.web.console import SaveError
+from nport_twisted.web.console import NOT_SAVED, SaveError
 from nport_twisted.web.forms import FieldErrors
 
 
@@ -87,7 +87,13 @@ class ClassicSet(ClassicResource):
         query = form_of(request)
         try:
             new, reply = forms.classic_apply(self.console.pending, query, self.console.implemented)
-            self.console.set_pending(new)
+            try:
+                self.console.set_pending(new)
+            except FieldErrors as e:
+                raise FieldErrors(
+                    forms.localized(e.errors, forms.classic_port_index(query), "operating",
+                                    forms.CLASSIC_NAMES)
+                ) from None
         except FieldErrors as e:
             request.setResponseCode(400)
             group = forms.CLASSIC_GROUPS.get(query.get("setfunc", "").lower(), "")
@@ -109,13 +115,19 @@ class ClassicSaveRestart(ClassicResource):
             return classic_page("Save/Restart error", "Save/Restart Error!", e.errors)
 
         def failed(f: Failure) -> bytes:
+            if isinstance(f.value, FieldErrors):
+                request.setResponseCode(400)
+                return classic_page("Save/Restart error", "Save/Restart Error!", f.value.errors)
             f.trap(SaveError)
             request.setResponseCode(500)
             return classic_page(
                 "Save/Restart error", "Save/Restart Error!", {"file": str(f.value)}
             )
 
-        return later(
-            request,
-            d.addCallbacks(lambda _: classic_page("Save/Restart", "Now Save/Restart OK!"), failed),
-        )
+        def done(saved: bool) -> bytes:
+            # MOXA's reply only when it is true: without --config nothing was saved.
+            if saved:
+                return classic_page("Save/Restart", "Now Save/Restart OK!")
+            return classic_page("Save/Restart", NOT_SAVED)
+
+        return later(request, d.addCallbacks(done, failed))

@@ -26,7 +26,7 @@ from nport_twisted.config.identity import DeviceIdentity, resolve_identity, upti
 from nport_twisted.config.settings import DeviceConfig, OpMode, PasswordSettings
 from nport_twisted.net.context import IDeviceContext
 from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
-from nport_twisted.web.forms import FieldErrors, check_modes, to_json
+from nport_twisted.web.forms import FieldErrors, check_modes, refused_settings, to_json
 
 #: Password length limits of this console (ours: MOXA allowed 1-16 characters).
 MIN_PASSWORD = 8
@@ -47,6 +47,21 @@ def check_new_password(
 
 class SaveError(Exception):
     """The settings are in force but the settings file could not be written."""
+
+
+#: What a Save/Restart (or factory default) says; only "saved" when the file was written.
+SAVED = "Save/Restart OK: the settings are in force and saved."
+NOT_SAVED = "Applied, not saved: no --config (the settings are in force until the service stops)."
+
+
+PASSWORD_NOT_SAVED = "Not saved: no --config, so it is lost when the service stops."
+
+
+def applied_text(saved: bool, what: str = "") -> str:
+    """The truthful outcome of an apply-and-save: C{what} ("Factory defaults loaded") first."""
+    if what:
+        return f"{what}, in force and saved." if saved else f"{what}: {NOT_SAVED[0].lower()}{NOT_SAVED[1:]}"
+    return SAVED if saved else NOT_SAVED
 
 
 def run_in_thread(reactor: Any) -> Callable[[Callable[[], Any]], Deferred[Any]]:
@@ -91,6 +106,10 @@ class WebConsole:
             else (lambda config, count: resolve_identity(config, count))
         )
         self._pending: DeviceConfig | None = None
+        #: Which management consoles this box serves (web_services/telnet_services set
+        #: them): turning off the last one that is served is refused.
+        self.web_served = True
+        self.telnet_served = False
         self.setup_token: str | None = None
         self._claimed: str | None = None
         if not self.password_set:
@@ -139,29 +158,77 @@ class WebConsole:
         """
         Make C{config} the pending configuration.
 
-        @raise FieldErrors: when a port uses a mode this version lacks.
+        @raise FieldErrors: when a port uses a mode this version lacks, when
+            it would turn off the last management console, or when a port
+            setting collides with another port (named as the JSON API names
+            fields: C{ports[0].operating.local_tcp_port}; see L{localized}).
         """
         check_modes(config, self.implemented)
+        self.check_consoles(config)
+        conflicts = self.server.port_conflicts(config)
+        if conflicts:
+            raise FieldErrors(conflicts)
         self._pending = config
+
+    def check_consoles(self, config: DeviceConfig) -> None:
+        """@raise FieldErrors: when C{config} leaves no management console (web, telnet) on."""
+        basic = config.basic
+        web = basic.web_console and self.web_served
+        telnet = basic.telnet_console and self.telnet_served
+        if web or telnet:
+            return
+        before = self.pending.basic  # blame the console this change turns off
+        if before.telnet_console and not basic.telnet_console and not (
+            before.web_console and not basic.web_console
+        ):
+            field, other = "telnet_console", "the web console"
+        else:
+            field, other = "web_console", "the telnet console"
+        served = self.telnet_served if field == "web_console" else self.web_served
+        why = "is off" if served else "is not served (see --telnet-port / --http-port)"
+        raise FieldErrors(
+            {field: f"refused: this would leave no management console ({other} {why})"}
+        )
 
     def discard(self) -> None:
         self._pending = None
 
-    def save_restart(self) -> Deferred[None]:
+    def save_restart(self) -> Deferred[bool]:
         """
         Apply the pending configuration to the running ports and save it
-        (the password and identity are always the running ones).
+        (the password and identity are always the running ones).  Fires
+        with whether the settings file was written (False without
+        --config: see L{applied_text}).
 
-        @raise FieldErrors: when the service refuses the configuration.
+        @raise FieldErrors: when the service refuses the configuration
+            before touching it (a port conflict); the Deferred fails with
+            FieldErrors when the OS refused a port (everything was rolled
+            back, the changes stay pending) and with L{SaveError} when the
+            file could not be written.
         """
+        from nport_twisted.server import ApplyError
+
+        pending = self._pending
         new = self._comparable(self.pending)
+        self.check_consoles(new)
         try:
             d: Deferred[None] = self.server.apply_config(new)
+        except ApplyError as e:
+            raise FieldErrors(e.errors) from None
         except ValueError as e:
             raise FieldErrors({"_form": str(e)}) from None
         self._pending = None
 
-        def saved(_: object) -> None:
+        def refused(f: Any) -> Any:
+            f.trap(ApplyError)
+            if self._pending is None:
+                self._pending = pending  # nothing is in force: keep the changes to correct
+            raise FieldErrors(f.value.errors)
+
+        def saved(_: object) -> bool:
+            if self.server.settings_path is None:
+                self._log.info("web console: settings applied; not saved (no --config)")
+                return False
             try:
                 self.server.save()
             except OSError as e:
@@ -170,10 +237,11 @@ class WebConsole:
                     f"the settings are in force but the settings file could not be written: {e}"
                 ) from None
             self._log.info("web console: settings applied and saved")
+            return True
 
-        return d.addCallback(saved)
+        return d.addCallbacks(saved, refused)
 
-    def factory_default(self, keep_network: bool) -> Deferred[None]:
+    def factory_default(self, keep_network: bool) -> Deferred[bool]:
         """
         Factory settings (ports in the service's default mode), keeping the
         identity, the password and, if asked, the network settings; applied
@@ -187,8 +255,12 @@ class WebConsole:
             password=running.password,
             network=running.network if keep_network else fresh.network,
         )
-        self._pending = fresh
-        return self.save_restart()
+        previous, self._pending = self._pending, fresh
+        try:
+            return self.save_restart()
+        except FieldErrors:
+            self._pending = previous
+            raise
 
     # -- password --------------------------------------------------------------------------------
 
@@ -215,7 +287,7 @@ class WebConsole:
         self._claimed, self.setup_token = self.setup_token, None
         return True
 
-    def first_password(self, password: str) -> Deferred[None]:
+    def first_password(self, password: str) -> Deferred[bool]:
         """Set the first password after L{claim_setup_token}; the token returns if that fails."""
 
         def failed(f: Any) -> Any:
@@ -225,13 +297,14 @@ class WebConsole:
 
         return self.set_password(password).addErrback(failed)
 
-    def set_password(self, password: str, keep_session: str | None = None) -> Deferred[None]:
+    def set_password(self, password: str, keep_session: str | None = None) -> Deferred[bool]:
         """
         Hash and store C{password}, in force and saved at once; every other
-        session ends and the setup token is spent.
+        session ends and the setup token is spent.  Fires with whether it
+        was written to the settings file (False without --config).
         """
 
-        def store(hashed: PasswordSettings) -> None:
+        def store(hashed: PasswordSettings) -> bool:
             self.server.apply_config(attrs.evolve(self.server.config, password=hashed))
             if self.server.settings_path is None:
                 self._log.warn("web console: no --config, so the password is lost at restart")
@@ -245,6 +318,7 @@ class WebConsole:
             self.setup_token = None
             self.sessions.drop_all(keep=keep_session)
             self._log.info("web console: password changed")
+            return self.server.settings_path is not None
 
         d: Deferred[PasswordSettings] = self._run(lambda: PasswordSettings.from_password(password))
         return d.addCallback(store)
@@ -300,6 +374,10 @@ class WebConsole:
             else {"cts": modem.cts, "dsr": modem.dsr, "dcd": modem.dcd, "ri": modem.ri},
             "settings": to_json(settings),
             "settings_in_force": channel.actual_settings is not None,
+            # What was asked for (the configured settings, or a Real COM host's) and
+            # what the device did not take (a pty refuses parity and data bits).
+            "requested": to_json(channel.effective_settings),
+            "refused": refused_settings(channel.effective_settings, channel.actual_settings),
         }
 
     def status_json(self) -> dict[str, Any]:

@@ -580,6 +580,163 @@ def parse_accessible_form(form: Mapping[str, str]) -> AccessibleIPSettings:
     return AccessibleIPSettings(entries=tuple(entries))  # type: ignore[arg-type]  # generic converter
 
 
+# -- shared by the consoles ----------------------------------------------------------------
+
+
+def check_not_locked_out(acl: AccessibleIPSettings, client: str, field: str = "_form") -> None:
+    """@raise FieldErrors: when C{acl} would refuse the client making the change."""
+    if not acl.allows(client):
+        raise FieldErrors(
+            {
+                field: f"this list would lock out your own address {client}: "
+                "add an active entry for it first"
+            }
+        )
+
+
+_PARITY_NAMES = {"N": "None", "O": "Odd", "E": "Even", "M": "Mark", "S": "Space"}
+
+
+def _onoff(v: Any) -> str:
+    return "-" if v is None else ("ON" if v else "OFF")
+
+
+def _async_settings(settings: Mapping[str, Any]) -> dict[str, str]:
+    """The Async Settings cells of serial settings in their JSON form."""
+    flow = settings["flow_control"]
+    return {
+        "baudrate": str(settings["baudrate"]),
+        "bytesize": str(settings["bytesize"]),
+        "stopbits": f"{settings['stopbits']:g}",
+        "parity_setting": _PARITY_NAMES.get(settings["parity"], settings["parity"]),
+        "rtscts": _onoff(flow == "rts-cts"),
+        "xonxoff": _onoff(flow == "xon-xoff"),
+        "dtrdsr": _onoff(flow == "dtr-dsr"),
+        "fifo": "Enable" if settings["fifo"] else "Disable",
+        "interface": settings["interface"].upper(),
+    }
+
+
+def refused_text(requested: str, in_force: str) -> str:
+    """How a setting the device did not take is shown everywhere (web, telnet, monitor)."""
+    return f"requested {requested}, in force {in_force}"
+
+
+def monitor_display(status: Mapping[str, Any]) -> dict[str, str]:
+    """
+    The monitor's cell texts of one port's status (in the HTML, via JSON
+    in the script, and in the telnet console).  A setting the device did
+    not take reads "requested 7, in force 8".
+    """
+    modem = status["modem"] or {}
+    counters = status["counters"]
+    out = {
+        "mode": MODE_LABELS[OpMode(status["mode"])],
+        "listening": ", ".join(status["listeners"]) or "-",
+        "peers": ", ".join(status["peers"]) or "-",
+        "device": status["device"] + ("" if status["open"] else " (closed)"),
+        "tx": str(counters["serial_tx_bytes"]),
+        "rx": str(counters["serial_rx_bytes"]),
+        "dsr": _onoff(modem.get("dsr")),
+        "cts": _onoff(modem.get("cts")),
+        "dcd": _onoff(modem.get("dcd")),
+        "parity": str(counters["parity_errors"]),
+        "framing": str(counters["framing_errors"]),
+        "overrun": str(counters["overrun_errors"]),
+        "break": str(counters["breaks"]),
+    }
+    in_force = _async_settings(status["settings"])
+    requested = _async_settings(status.get("requested") or status["settings"])
+    for key, text in in_force.items():
+        out[key] = text if requested[key] == text else refused_text(requested[key], text)
+    return out
+
+
+def refused_settings(requested: SerialSettings, in_force: SerialSettings | None) -> dict[str, Any]:
+    """The serial settings the device did not take: field -> (requested, in force) JSON values."""
+    if in_force is None:
+        return {}
+    want, have = to_json(requested), to_json(in_force)
+    return {
+        name: {"requested": want[name], "in_force": have[name]}
+        for name in want
+        if name != "alias" and want[name] != have[name]
+    }
+
+
+def setting_text(field: Field, value: Any) -> str:
+    """A settings value as a person reads it (choice labels, Enable/Disable, hex bytes)."""
+    if field.kind == "bool":
+        return "Enable" if value else "Disable"
+    if field.kind == "choice":
+        key = field_text(field, value)
+        for c in field.choices:
+            if c.key == key:
+                return c.label
+        return key
+    if field.kind == "byte":
+        return "none" if value is None else f"{value:02X}"
+    if field.kind == "secret":
+        return "(set)" if value else "(not set)"
+    if field.kind == "list":
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+# -- field names across pages ---------------------------------------------------------------
+
+_PATH = re.compile(r"^ports\[(\d+)\]\.(serial|operating)\.(\w+)")
+_LABELS: dict[str, str] = {
+    f.name: f.label
+    for f in (*BASIC_FIELDS, *NETWORK_FIELDS, *SERIAL_FIELDS, *AUTO_WARNING_FIELDS,
+              *OPERATING_FIELDS.values())
+}
+_LABELS.update(mode="Operation mode", udp_destinations="UDP destinations")
+
+
+def localized(errors: Mapping[str, str], index: int | None = None, part: str = "operating",
+              names: Mapping[str, str] | None = None) -> dict[str, str]:
+    """
+    C{errors} as a page of port C{index}'s C{part} names them: that port's
+    fields (C{ports[0].operating.local_tcp_port} -> C{local_tcp_port}, or
+    C{names[local_tcp_port]}); other ports' fields are put on C{"_form"},
+    described by L{describe_field}; plain field names stay.
+    """
+    out: dict[str, str] = {}
+    others: list[str] = []
+    for key, reason in errors.items():
+        m = _PATH.match(key)
+        if m and int(m.group(1)) == index and m.group(2) == part:
+            name = m.group(3)
+            out[(names or {}).get(name, name)] = reason
+        elif key == "_form":
+            others.append(reason)
+        elif m:
+            others.append(f"{describe_field(key)}: {reason}")
+        else:
+            out[(names or {}).get(key, key)] = reason
+    if others:
+        out["_form"] = "; ".join(others)
+    return out
+
+
+def describe_field(key: str) -> str:
+    """A field path as a user reads it: C{ports[1].operating.local_tcp_port} -> "Port 2 Local TCP port"."""
+    m = _PATH.match(key)
+    if m:
+        return f"Port {int(m.group(1)) + 1} {_LABELS.get(m.group(3), m.group(3))}"
+    name = key.rsplit(".", 1)[-1]
+    return _LABELS.get(name, name)
+
+
+def errors_text(errors: Mapping[str, str]) -> str:
+    """Every error of C{errors} in one line, each with the field it belongs to."""
+    return "; ".join(
+        reason if key == "_form" else f"{describe_field(key)}: {reason}"
+        for key, reason in errors.items()
+    )
+
+
 # -- JSON ---------------------------------------------------------------------------------------
 
 #: Fields never written out; accepted on write where a section has them.
@@ -969,6 +1126,21 @@ def _classic_port(query: Mapping[str, str], port_count: int) -> int:
     return n - 1
 
 
+#: settings field -> classic field name (for errors found after decoding, e.g. port conflicts).
+CLASSIC_NAMES: dict[str, str] = {
+    entry[0]: key
+    for table in (CLASSIC_BASIC, CLASSIC_NETWORK, CLASSIC_SERIAL, CLASSIC_OPERATING)
+    for key, entry in table.items()
+    if entry is not None
+}
+
+
+def classic_port_index(query: Mapping[str, str]) -> int:
+    """The 0-based port of a classic query (C{Port}, default 1; 0 when not a number)."""
+    text = (query.get("Port", "1") or "1").strip()
+    return int(text) - 1 if text.isdecimal() and int(text) > 0 else 0
+
+
 def classic_group(setfunc: str) -> str:
     """The reply title of a C{setfunc} group ("Serial"), or raise FieldErrors."""
     group = CLASSIC_GROUPS.get(setfunc.strip().lower())
@@ -1043,12 +1215,20 @@ __all__ = [
     "FieldErrors",
     "JsonError",
     "check_modes",
+    "check_not_locked_out",
     "classic_apply",
     "classic_group",
     "config_to_json",
+    "describe_field",
+    "errors_text",
     "evolve_checked",
     "field_text",
     "list_texts",
+    "localized",
+    "monitor_display",
+    "refused_settings",
+    "refused_text",
+    "setting_text",
     "operating_fields",
     "parse_accessible_form",
     "parse_field",

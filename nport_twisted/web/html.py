@@ -190,8 +190,12 @@ def widget(
     texts: Mapping[str, str],
     errors: Mapping[str, str],
     disabled: Collection[str] = (),
+    note: str = "",
 ) -> list[Any]:
-    """The input(s) of C{field} showing C{texts}, with its error after it."""
+    """
+    The input(s) of C{field} showing C{texts}, with its error after it and
+    C{note} (e.g. "requested 7, in force 8") after that.
+    """
     name = field.name
     text = texts.get(name, "")
     out: list[Any] = []
@@ -234,6 +238,8 @@ def widget(
         if isinstance(tag, Tag) and tag.tagName in ("select", "input") and field.kind != "list":
             tag(**{"aria-invalid": "true", "aria-describedby": f"{name}-error"})
     out.extend(_error(errors, name))
+    if note:
+        out.append(tags.span(class_="refused", id=f"{name}-refused")(note))
     if field.help:
         out.append(tags.span(class_="help")(field.help))
     return out
@@ -244,6 +250,7 @@ def form_rows(
     texts: Mapping[str, str],
     errors: Mapping[str, str],
     disabled: Mapping[str, Collection[str]] | None = None,
+    notes: Mapping[str, str] | None = None,
 ) -> list[Tag]:
     rows = []
     for f in fields:
@@ -255,7 +262,12 @@ def form_rows(
                 else ""
             )(
                 tags.th(tags.label(for_=label_for)(f.label)),
-                tags.td(*widget(f, texts, errors, (disabled or {}).get(f.name, ()))),
+                tags.td(
+                    *widget(
+                        f, texts, errors, (disabled or {}).get(f.name, ()),
+                        (notes or {}).get(f.name, ""),
+                    )
+                ),
             )
         )
     return rows

@@ -40,7 +40,13 @@ from nport_twisted.web.base import (
     set_session_cookie,
     wait_text,
 )
-from nport_twisted.web.console import SaveError, WebConsole, check_new_password
+from nport_twisted.web.console import (
+    PASSWORD_NOT_SAVED,
+    SaveError,
+    WebConsole,
+    applied_text,
+    check_new_password,
+)
 from nport_twisted.web.forms import FieldErrors
 
 _log = Logger()
@@ -140,20 +146,39 @@ class HtmlPage(ConsoleResource):
     def submit(self, request: Any, session: Session, form: Mapping[str, str]) -> bytes | int:
         raise NotImplementedError
 
-    def after(self, request: Any, session: Session, d: Deferred[Any], message: str) -> int:
-        """Answer with this page and C{message} once C{d} fires, or with the save error."""
+    def after(self, request: Any, session: Session, d: Deferred[bool], what: str = "") -> int:
+        """
+        Answer with this page once the apply-and-save C{d} fires: what was
+        done (only "saved" when the file was written, L{applied_text}), the
+        refusal (400, nothing changed) or the save error (500).
+        """
 
         def failed(f: Failure) -> bytes:
-            f.trap(SaveError)
-            request.setResponseCode(500)
-            return self.show(request, session, None, {"_form": str(f.value)})
+            if isinstance(f.value, FieldErrors):
+                request.setResponseCode(400)
+                text = "Not put in force: " + forms.errors_text(f.value.errors)
+            else:
+                f.trap(SaveError)
+                request.setResponseCode(500)
+                text = str(f.value)
+            return self.show(request, session, None, {"_form": text})
 
         return later(
             request,
             d.addCallbacks(
-                lambda _: self.show(request, session, None, {}, message=message), failed
+                lambda saved: self.show(
+                    request, session, None, {}, message=applied_text(saved, what)
+                ),
+                failed,
             ),
         )
+
+    def pend(self, config: Any, index: int | None = None, part: str = "operating") -> None:
+        """Make C{config} pending; refusals named as this page names its fields."""
+        try:
+            self.console.set_pending(config)
+        except FieldErrors as e:
+            raise FieldErrors(forms.localized(e.errors, index, part)) from None
 
     def error_summary(self, errors: Mapping[str, str]) -> str:
         if not errors:
@@ -406,6 +431,8 @@ class SectionPage(HtmlPage):
     section = ""
     fields: tuple[forms.Field, ...] = ()
     note = ""
+    #: Checkboxes shown (after the fields) only when a change needs confirming.
+    confirmations: tuple[forms.Field, ...] = ()
 
     def show(
         self,
@@ -418,9 +445,10 @@ class SectionPage(HtmlPage):
         value = getattr(self.console.pending, self.section)
         texts = dict(form) if form is not None else html.texts_for(self.fields, value)
         content: list[Any] = [tags.p(class_="note")(self.note)] if self.note else []
+        fields = self.fields + tuple(f for f in self.confirmations if f.name in errors)
         content.append(
             html.settings_form(
-                self.path, session.csrf, html.form_rows(self.fields, texts, errors), errors
+                self.path, session.csrf, html.form_rows(fields, texts, errors), errors
             )
         )
         saved = "saved" in query_of(request) and form is None
@@ -435,7 +463,7 @@ class SectionPage(HtmlPage):
     def submit(self, request: Any, session: Session, form: Mapping[str, str]) -> bytes:
         pending = self.console.pending
         new = forms.parse_fields(self.fields, form, getattr(pending, self.section))
-        self.console.set_pending(attrs.evolve(pending, **{self.section: new}))
+        self.pend(attrs.evolve(pending, **{self.section: new}))
         return redirect(request, self.path + "?saved=1")
 
 
@@ -444,6 +472,21 @@ class BasicPage(SectionPage):
     path = "/basic"
     section = "basic"
     fields = forms.BASIC_FIELDS
+    confirmations = (forms.Field("confirm_web_off", "Yes, turn the web console off", "bool"),)
+
+    def submit(self, request: Any, session: Session, form: Mapping[str, str]) -> bytes:
+        pending = self.console.pending
+        new = forms.parse_fields(self.fields, form, pending.basic)
+        if pending.basic.web_console and not new.web_console and not form.get("confirm_web_off"):
+            raise FieldErrors(
+                {
+                    "confirm_web_off": "turning the web console off locks this console after "
+                    "Save/Restart (the telnet console or the settings file can turn it on "
+                    "again): tick this box and Submit again to confirm"
+                }
+            )
+        self.pend(attrs.evolve(pending, basic=new))
+        return redirect(request, self.path + "?saved=1")
 
 
 class NetworkPage(SectionPage):
@@ -465,6 +508,24 @@ class WarningPage(SectionPage):
     note = "These settings are stored and exported; this version sends no e-mail or SNMP trap yet."
 
 
+def serial_notes(console: WebConsole, index: int) -> dict[str, str]:
+    """
+    "requested 7, in force 8" for each serial setting of port C{index}
+    that the open device did not take (a pty refuses parity and data bits).
+    """
+    channel = console.server.ports[index].channel
+    actual = channel.actual_settings
+    if actual is None:
+        return {}
+    wanted = channel.effective_settings
+    notes = {}
+    for f in forms.SERIAL_FIELDS:
+        a, b = getattr(wanted, f.name), getattr(actual, f.name)
+        if f.name != "alias" and a != b:
+            notes[f.name] = forms.refused_text(forms.setting_text(f, a), forms.setting_text(f, b))
+    return notes
+
+
 class SerialPage(HtmlPage):
     title = "Serial Settings"
     path = "/serial"
@@ -483,6 +544,7 @@ class SerialPage(HtmlPage):
         index = _port_arg(self.console, request)
         value = self.console.pending.ports[index].serial
         texts = dict(form) if form is not None else html.texts_for(forms.SERIAL_FIELDS, value)
+        notes = serial_notes(self.console, index)
         extra = []
         if len(self.console.server.ports) > 1:
             box = tags.input(type="checkbox", name="apply_all", id="apply_all", value="on")
@@ -504,7 +566,7 @@ class SerialPage(HtmlPage):
             html.settings_form(
                 f"/serial?port={index + 1}",
                 session.csrf,
-                html.form_rows(forms.SERIAL_FIELDS, texts, errors),
+                html.form_rows(forms.SERIAL_FIELDS, texts, errors, notes=notes),
                 errors,
                 extra,
             ),
@@ -523,7 +585,7 @@ class SerialPage(HtmlPage):
             port = config.ports[i]
             serial = new if i == index else attrs.evolve(new, alias=port.serial.alias)
             config = config.replace_port(i, attrs.evolve(port, serial=serial))
-        self.console.set_pending(config)
+        self.pend(config, index, "serial")
         return redirect(request, f"/serial?port={index + 1}&saved=1")
 
 
@@ -630,7 +692,7 @@ class OperatingPage(HtmlPage):
         pending = self.console.pending
         port = pending.ports[index]
         new = forms.parse_operating_form(form, port.operating, self.console.implemented)
-        self.console.set_pending(pending.replace_port(index, attrs.evolve(port, operating=new)))
+        self.pend(pending.replace_port(index, attrs.evolve(port, operating=new)), index)
         return redirect(request, f"/operating?port={index + 1}&saved=1")
 
 
@@ -706,7 +768,7 @@ class AccessiblePage(HtmlPage):
     def submit(self, request: Any, session: Session, form: Mapping[str, str]) -> bytes:
         acl = forms.parse_accessible_form(form)
         check_not_locked_out(acl, client_host(request))
-        self.console.set_pending(attrs.evolve(self.console.pending, accessible_ip=acl))
+        self.pend(attrs.evolve(self.console.pending, accessible_ip=acl))
         return redirect(request, self.path + "?saved=1")
 
 
@@ -806,6 +868,9 @@ class PasswordPage(HtmlPage):
         forms.Field("old_password", "Old password", "secret"),
         forms.Field("new_password", "New password", "secret", help="8 to 128 characters"),
         forms.Field("new_password2", "Retype password", "secret"),
+        forms.Field(
+            "confirm", "Yes, change the password", "bool", help="every other session is logged out"
+        ),
     )
 
     def show(
@@ -829,7 +894,15 @@ class PasswordPage(HtmlPage):
     def submit(self, request: Any, session: Session, form: Mapping[str, str]) -> bytes | int:
         peer = client_host(request)
         new = form.get("new_password", "")
-        check_new_password(new, form.get("new_password2", ""))
+        errors: dict[str, str] = {}
+        try:
+            check_new_password(new, form.get("new_password2", ""))
+        except FieldErrors as e:
+            errors.update(e.errors)
+        if not form.get("confirm"):
+            errors["confirm"] = "tick to confirm the change"
+        if errors:
+            raise FieldErrors(errors)
         wait = self.console.limiter.wait_time(peer)
         if wait > 0:
             request.setResponseCode(429)
@@ -842,12 +915,13 @@ class PasswordPage(HtmlPage):
                 return self.show(request, session, form, {"old_password": "wrong password"})
             self.console.limiter.succeeded(peer)
             return self.console.set_password(new, keep_session=session.sid).addCallback(
-                lambda _: self.show(
+                lambda saved: self.show(
                     request,
                     session,
                     None,
                     {},
-                    message="Password changed. Other sessions were logged out.",
+                    message="Password changed. Other sessions were logged out."
+                    + ("" if saved else " " + PASSWORD_NOT_SAVED),
                 )
             )
 
@@ -888,6 +962,11 @@ class FactoryPage(HtmlPage):
                     " ",
                     tags.label(for_="keep_network")("Keep network settings"),
                 ),
+                tags.p(
+                    tags.input(type="checkbox", name="confirm", id="confirm", value="on"),
+                    " ",
+                    tags.label(for_="confirm")("Yes, reset every setting now"),
+                ),
                 tags.p(class_="buttons")(tags.button(type="submit")("Submit")),
             ),
             message=message,
@@ -895,8 +974,15 @@ class FactoryPage(HtmlPage):
         )
 
     def submit(self, request: Any, session: Session, form: Mapping[str, str]) -> bytes | int:
-        d = self.console.factory_default(keep_network=bool(form.get("keep_network")))
-        return self.after(request, session, d, "Factory defaults loaded, in force and saved.")
+        if not form.get("confirm"):
+            raise FieldErrors(
+                {"_form": "Nothing was changed: tick “Yes, reset every setting now” to confirm."}
+            )
+        try:
+            d = self.console.factory_default(keep_network=bool(form.get("keep_network")))
+        except FieldErrors as e:
+            raise FieldErrors({"_form": "Not put in force: " + forms.errors_text(e.errors)}) from None
+        return self.after(request, session, d, "Factory defaults loaded")
 
 
 class SaveRestartPage(HtmlPage):
@@ -942,10 +1028,11 @@ class SaveRestartPage(HtmlPage):
         if form.get("discard"):
             self.console.discard()
             return self.show(request, session, None, {}, message="Changes discarded.")
-        d = self.console.save_restart()
-        return self.after(
-            request, session, d, "Save/Restart OK: the settings are in force and saved."
-        )
+        try:
+            d = self.console.save_restart()
+        except FieldErrors as e:
+            raise FieldErrors({"_form": "Not put in force: " + forms.errors_text(e.errors)}) from None
+        return self.after(request, session, d)
 
 
 class ConfigPage(HtmlPage):
@@ -1010,7 +1097,10 @@ class ConfigPage(HtmlPage):
         if len(raw) > MAX_IMPORT:
             raise FieldErrors({"file": f"the file is larger than {MAX_IMPORT // 1024} KiB"})
         imported = import_settings(self.console, raw, bool(form.get("network")), "file")
-        self.console.set_pending(imported)
+        try:
+            self.console.set_pending(imported)
+        except FieldErrors as e:
+            raise FieldErrors({"file": forms.errors_text(e.errors)}) from None
         return self.show(
             request,
             session,
