@@ -29,7 +29,8 @@ class ListenerInfo:
     proto: str  # "tcp" or "udp"
     port: int
     port_index: int | None  # serial port (0-based) it serves, None for device services
-    name: str = ""  # the listener service's name ("web-http", "dsci"), for messages
+    # The listener service's name ("web-http", "dsci"), for messages; not part of its identity.
+    name: str = attrs.field(default="", eq=False)
 
 
 @attrs.frozen
