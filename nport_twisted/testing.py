@@ -9,7 +9,9 @@ L{StringTransport} (as the SerialPort would be) and a L{FakeSerialControl}
 with modem lines and counters the test sets, and that can be made to vanish,
 refuse opening, or refuse settings like a pty does.
 
-L{FakeTcpTransport} plays one accepted or outgoing TCP connection.
+L{FakeTcpTransport} plays one accepted or outgoing TCP connection;
+L{FakePort} is one serial port (fake device, started channel, net table,
+accessible IP list) with the L{PortContext} a front-end under test takes.
 """
 
 from __future__ import annotations
@@ -20,13 +22,22 @@ from typing import Any
 import attrs
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from nport_twisted.device.adapter import ISerialControl, OpenedSerial, SerialHandle
 from nport_twisted.device.lines import LineCounters, ModemLines
-from nport_twisted.config.settings import SerialSettings
+from nport_twisted.config.settings import (
+    AccessibleIPSettings,
+    OperatingSettings,
+    OpMode,
+    SerialSettings,
+)
+from nport_twisted.device.channel import SerialChannel
+from nport_twisted.net.listener import NetTable
+from nport_twisted.net.session import PortContext
 
 
 @implementer(ISerialControl)
@@ -227,3 +238,41 @@ class FakeTcpTransport(StringTransport):
     def clear(self) -> None:
         super().clear()
         self.writes = []
+
+
+class FakePort:
+    """
+    Port 1 of a box, faked for front-end tests: a L{FakeSerialDevice}
+    (C{lines}, C{counters}) behind a started L{SerialChannel} on a
+    L{Clock}, a L{NetTable}, an accessible IP list the test may replace
+    (L{acl}, asked at every connection), and the L{PortContext} of C{mode}
+    with C{operating} settings.  Call L{stop} when done (e.g. with
+    C{addCleanup}).
+    """
+
+    def __init__(self, mode: OpMode, *, lines: ModemLines | None = None,
+                 counters: LineCounters | None = None, **operating: Any) -> None:
+        self.clock = Clock()
+        self.device = FakeSerialDevice(lines=lines, counters=counters)
+        self.channel = SerialChannel(0, self.device.path, SerialSettings(), self.clock,
+                                     self.device.opener)
+        self.channel.ignore_jammed = operating.get("ignore_jammed", False)
+        self.channel.startService()
+        self.net = NetTable()
+        self.acl = AccessibleIPSettings()
+        self.ctx = PortContext(index=0, channel=self.channel,
+                               operating=OperatingSettings(mode=mode, **operating),
+                               reactor=self.clock, endpoint=lambda proto, port: f"{proto}:{port}",
+                               net=self.net, accessible=lambda: self.acl)
+
+    def stop(self) -> None:
+        """Stop the channel and finish the device's close."""
+        self.channel.stopService()
+        self.device.close_complete()
+
+    @staticmethod
+    def accept(protocol: Protocol, peer: str = "10.0.0.1") -> FakeTcpTransport:
+        """C{protocol} gets a connection from C{peer}; returns its transport."""
+        transport = FakeTcpTransport(peer)
+        protocol.makeConnection(transport)
+        return transport

@@ -12,15 +12,12 @@ import time
 from typing import Any
 
 import attrs
-from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from zope.interface.verify import verifyObject
 
 from nport_twisted.wire import telnet as t
-from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.net.listener import NetTable
-from nport_twisted.net.session import PortContext
+from nport_twisted.device.channel import IChannelSession
 from nport_twisted.modes.rfc2217 import Rfc2217Factory, Rfc2217Protocol, rfc2217_frontend
 from nport_twisted.device.adapter import LineCounters, ModemLines
 from nport_twisted.server import frontend_builders
@@ -28,14 +25,13 @@ from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     FlowControl,
-    OperatingSettings,
     OpMode,
     Parity,
     SerialSettings,
 )
 from nport_twisted.wire.telnet import ComPortCommand as Cmd
 from nport_twisted.wire.telnet import ComPortMessage
-from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
+from nport_twisted.testing import FakePort, FakeTcpTransport
 from tests.e2e_util import LOOPBACK, Pty, Service, free_port_offset, have_ptys
 
 #: What the server sends on connect.
@@ -61,26 +57,12 @@ def neg(verb: int, option: int) -> bytes:
 _NO_LINES_SET = ModemLines()
 
 
-class Harness:
+class Harness(FakePort):
     def __init__(self, test: SynchronousTestCase, lines: ModemLines | None = _NO_LINES_SET,
                  counters: LineCounters | None = None, **operating: Any) -> None:
-        self.clock = Clock()
-        self.device = FakeSerialDevice(lines=lines, counters=counters)
-        self.channel = SerialChannel(0, "/dev/fake0", SerialSettings(), self.clock, self.device.opener)
-        self.channel.ignore_jammed = operating.get("ignore_jammed", False)
-        self.channel.startService()
-        test.addCleanup(self._stop)
-        self.net = NetTable()
-        self.acl = AccessibleIPSettings()
-        self.ctx = PortContext(index=0, channel=self.channel,
-                               operating=OperatingSettings(mode=OpMode.RFC2217, **operating),
-                               reactor=self.clock, endpoint=lambda proto, port: f"{proto}:{port}",
-                               net=self.net, accessible=lambda: self.acl)
+        super().__init__(OpMode.RFC2217, lines=lines, counters=counters, **operating)
+        test.addCleanup(self.stop)
         self.factory = Rfc2217Factory(self.ctx)
-
-    def _stop(self) -> None:
-        self.channel.stopService()
-        self.device.close_complete()
 
     @property
     def control(self) -> Any:
@@ -89,8 +71,7 @@ class Harness:
     def connect(self, peer: str = "10.0.0.1", rfc2217: bool = True) -> tuple[Rfc2217Protocol, FakeTcpTransport]:
         """A client; with C{rfc2217} it agrees to the COM-PORT-OPTION and its output is cleared."""
         proto = self.factory.buildProtocol(None)
-        transport = FakeTcpTransport(peer)
-        proto.makeConnection(transport)
+        transport = self.accept(proto, peer)
         if rfc2217 and not transport.disconnecting:
             proto.dataReceived(neg(t.WILL, t.COM_PORT_OPTION) + neg(t.DO, t.BINARY)
                                + neg(t.WILL, t.BINARY))

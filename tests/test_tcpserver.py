@@ -7,43 +7,24 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.net.listener import NetTable
-from nport_twisted.net.session import PortContext
-from nport_twisted.config.settings import AccessibleIP, AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
+from nport_twisted.device.channel import IChannelSession
+from nport_twisted.config.settings import AccessibleIP, AccessibleIPSettings, OpMode
 from nport_twisted.modes.tcpserver import TcpServerFactory, TcpServerProtocol, tcp_server_frontend
-from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
+from nport_twisted.testing import FakePort, FakeTcpTransport
 
 
-class Harness:
+class Harness(FakePort):
     def __init__(self, test: SynchronousTestCase, **operating: Any) -> None:
-        self.clock = Clock()
-        self.device = FakeSerialDevice(lines=None)
-        self.channel = SerialChannel(0, "/dev/fake0", SerialSettings(), self.clock, self.device.opener)
-        self.channel.ignore_jammed = operating.get("ignore_jammed", False)
-        self.channel.startService()
-        test.addCleanup(self._stop)
-        self.net = NetTable()
-        self.acl = AccessibleIPSettings()
-        self.ctx = PortContext(index=0, channel=self.channel,
-                               operating=OperatingSettings(mode=OpMode.TCP_SERVER, **operating),
-                               reactor=self.clock, endpoint=lambda proto, port: f"{proto}:{port}",
-                               net=self.net, accessible=lambda: self.acl)
+        super().__init__(OpMode.TCP_SERVER, **operating)
+        test.addCleanup(self.stop)
         self.factory = TcpServerFactory(self.ctx)
-
-    def _stop(self) -> None:
-        self.channel.stopService()
-        self.device.close_complete()
 
     def connect(self, peer: str = "10.0.0.1") -> tuple[TcpServerProtocol, FakeTcpTransport]:
         proto = self.factory.buildProtocol(None)
-        transport = FakeTcpTransport(peer)
-        proto.makeConnection(transport)
-        return proto, transport
+        return proto, self.accept(proto, peer)
 
 
 class TcpServerTests(SynchronousTestCase):

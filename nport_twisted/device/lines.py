@@ -24,6 +24,11 @@ class ModemLines:
     ri: bool = False
     dcd: bool = False
 
+    def bits(self, cts: int, dsr: int, ri: int, dcd: int) -> int:
+        """The lines that are on, as the sum of the given bit values (a wire encoding)."""
+        return ((cts if self.cts else 0) | (dsr if self.dsr else 0) | (ri if self.ri else 0)
+                | (dcd if self.dcd else 0))
+
 
 @attrs.frozen
 class LineCounters:

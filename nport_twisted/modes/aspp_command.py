@@ -76,8 +76,7 @@ def msr_state(lines: ModemLines | None, default_on: bool) -> int:
     """The MSR state bits (high nibble) for C{lines}; a device without modem lines reports C{default_on}."""
     if lines is None:
         return (aspp.MSR_CTS | aspp.MSR_DSR | aspp.MSR_DCD) if default_on else 0
-    return ((aspp.MSR_CTS if lines.cts else 0) | (aspp.MSR_DSR if lines.dsr else 0)
-            | (aspp.MSR_RI if lines.ri else 0) | (aspp.MSR_DCD if lines.dcd else 0))
+    return lines.bits(aspp.MSR_CTS, aspp.MSR_DSR, aspp.MSR_RI, aspp.MSR_DCD)
 
 
 def msr_delta(old: int, new: int) -> int:

@@ -92,8 +92,7 @@ def modem_state(lines: ModemLines | None, device_open: bool) -> int:
         return 0
     if lines is None:
         return _NO_MODEM_LINES
-    return ((t.MODEMSTATE_CTS if lines.cts else 0) | (t.MODEMSTATE_DSR if lines.dsr else 0)
-            | (t.MODEMSTATE_RI if lines.ri else 0) | (t.MODEMSTATE_CD if lines.dcd else 0))
+    return lines.bits(t.MODEMSTATE_CTS, t.MODEMSTATE_DSR, t.MODEMSTATE_RI, t.MODEMSTATE_CD)
 
 
 def modem_deltas(old: int, new: int) -> int:
