@@ -267,6 +267,9 @@ class EndToEndTests(TestCase):
     def test_tcp_4900_capture(self) -> None:
         """Bytes sent to TCP 4900 + offset are recorded in the state directory, and nothing comes back."""
         server, offset, state = self._start()
+        # The DSCI line comes first: the 4900 listener starts after it
+        # (connecting on that line alone failed 3 of 8 runs under load).
+        server.wait_for("TCP 4900 capture: recording to")
         with socket.create_connection(("127.0.0.1", 4900 + offset), timeout=5) as conn:
             conn.sendall(b"\x00\x01MOXA")
             conn.shutdown(socket.SHUT_WR)
