@@ -217,10 +217,16 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
 
 
 def _reload_on_sighup(reactor: Any, svc: Any) -> None:
-    """SIGHUP re-reads the settings file, as ser2net users expect."""
+    """
+    SIGHUP re-reads the settings file, as ser2net users expect.
+
+    Installed at once (from makeService), not by a start-up trigger: the
+    listeners accept before "after startup" triggers run, and a SIGHUP in
+    that window used to kill the process (its default action).
+    """
     import signal
 
     def handler(signum: int, frame: object) -> None:
         reactor.callFromThread(svc.reload)
 
-    reactor.addSystemEventTrigger("after", "startup", signal.signal, signal.SIGHUP, handler)
+    signal.signal(signal.SIGHUP, handler)

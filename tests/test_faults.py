@@ -341,7 +341,7 @@ class LiveService:
         return bool(mask >> (signum - 1) & 1)
 
     def sighup(self) -> None:
-        """SIGHUP once the handler is in place (it is installed after start-up; before, SIGHUP kills)."""
+        """SIGHUP once the handler is in place (makeService installs it; the wait is only a check)."""
         wait_until(lambda: self.catches(signal.SIGHUP), 10, "the SIGHUP handler")
         os.kill(self.pid, signal.SIGHUP)
 

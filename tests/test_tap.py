@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import pty
+import signal
 import socket
 
 from twisted.application.service import IServiceMaker
@@ -18,7 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from nport_twisted.net.listener import ListenError, ListenerService, privileged_port_hint
 from nport_twisted.config.settings import OpMode
-from nport_twisted.tap import Options, check_devices, makeService
+from nport_twisted.tap import Options, _reload_on_sighup, check_devices, makeService
 
 
 def _pty(test: SynchronousTestCase) -> str:
@@ -201,6 +202,44 @@ class MakeServiceTests(SynchronousTestCase):
         port.startService()
         self.addCleanup(port.stopService)
         self.assertEqual(sorted(number for number, *_ in reactor.tcpServers), [10950, 10966])
+
+
+class SighupTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+    def test_handler_installed_by_make_service(self) -> None:
+        """With --config, makeService itself installs the SIGHUP handler (no start-up window)."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("")
+        makeService(_parse(self, "--ports", "/dev/nx0", "--config", path))
+        self.assertNotIn(signal.getsignal(signal.SIGHUP), (signal.SIG_DFL, signal.SIG_IGN, None))
+
+    def test_handler_reloads_in_the_reactor_thread(self) -> None:
+        """The handler hands svc.reload to the reactor (callFromThread), never calls it in the signal."""
+        calls: list[object] = []
+
+        class Reactor:
+            def callFromThread(self, f: object) -> None:
+                calls.append(f)
+
+        class Svc:
+            def reload(self) -> None:
+                raise AssertionError("reload must not run inside the signal handler")
+
+        svc = Svc()
+        _reload_on_sighup(Reactor(), svc)
+        handler = signal.getsignal(signal.SIGHUP)
+        assert callable(handler)
+        handler(signal.SIGHUP, None)
+        self.assertEqual(calls, [svc.reload])
+
+    def test_no_handler_without_config(self) -> None:
+        """Without --config there is nothing to reload: SIGHUP keeps its default."""
+        makeService(_parse(self, "--ports", "/dev/nx0"))
+        self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_DFL)
 
 
 class _FailingEndpoint:
