@@ -6,9 +6,12 @@ pty accepts and refuses, and Twisted's SerialPort opened by the default opener.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import os
 import select
 import termios
+import tty
 from typing import Any
 
 import serial
@@ -27,6 +30,7 @@ from zope.interface.verify import verifyObject
 from nport_twisted.device.channel import IChannelSession, SerialChannel
 from nport_twisted.device.adapter import ISerialControl, PySerialControl, open_serial_port
 from nport_twisted.config.settings import Parity, SerialInterface, SerialSettings
+from tests.e2e_util import poll_until
 
 reactor: Any = _reactor
 
@@ -195,9 +199,10 @@ class StateSession:
     def __init__(self) -> None:
         self.gone: Deferred[None] = Deferred()
         self.paused = False
+        self.data = bytearray()
 
     def serial_data(self, data: bytes) -> None:
-        pass
+        self.data += data
 
     def modem_lines_changed(self, old: Any, new: Any) -> None:
         pass
@@ -217,6 +222,12 @@ class StateSession:
 
     def abort(self) -> None:
         pass
+
+
+def _in_waiting(fd: int) -> int:
+    buf = array.array("i", [0])
+    fcntl.ioctl(fd, termios.FIONREAD, buf, True)
+    return buf[0]
 
 
 @inlineCallbacks
@@ -255,6 +266,49 @@ class SerialPortOnPtyTests(TestCase):
         handle.transport.write(b"back")
         self.assertTrue((yield turns_until(lambda: select.select([master], [], [], 0)[0])))
         self.assertEqual(os.read(master, 100), b"back")
+
+    @inlineCallbacks
+    def test_open_keeps_input_already_held(self) -> Any:
+        """Bytes the device received before the open are delivered, not flushed (pyserial's open flushes)."""
+        pty = Pty(self)
+        holder = os.open(pty.path, os.O_RDWR | os.O_NOCTTY)  # the tty stays open, as a device would
+        self.addCleanup(os.close, holder)
+        tty.setraw(holder)
+        os.write(pty.master, b"held")
+        yield poll_until(lambda: _in_waiting(holder) == 4, timeout=5, what="the bytes in the tty")
+        protocol = Collector(4)
+        handle = open_serial_port(reactor)(protocol, pty.path, SerialSettings())
+
+        def close() -> Deferred[None]:
+            handle.transport.loseConnection()
+            return protocol.lost
+
+        self.addCleanup(close)
+        yield poll_until(lambda: len(protocol.data) >= 4, timeout=5, what="the held bytes")
+        self.assertEqual(protocol.data, b"held")
+
+    @inlineCallbacks
+    def test_reopen_after_hangup_keeps_input(self) -> Any:
+        """After a hang-up, the channel's reopen delivers what the device received meanwhile."""
+        pty = Pty(self)
+        holder = os.open(pty.path, os.O_RDWR | os.O_NOCTTY)  # keeps the tty (and its queue) alive
+        self.addCleanup(os.close, holder)
+        clock = Clock()
+        channel = SerialChannel(0, pty.path, SerialSettings(), clock, open_serial_port(reactor))
+        channel.startService()
+        self.addCleanup(channel.stopService)
+        session = StateSession()
+        channel.attach(session)
+        assert channel._handle is not None
+        # A spurious hang-up as the SerialPort reports it (read gave EOF): fd closed, ConnectionDone.
+        channel._handle.transport.connectionLost(Failure(ConnectionDone()))
+        yield session.gone
+        os.write(pty.master, b"arrived during the hang-up")
+        yield poll_until(lambda: _in_waiting(holder) == 26, timeout=5, what="the bytes in the tty")
+        clock.advance(0.5)  # the channel's reopen
+        self.assertTrue(channel.is_open)
+        yield poll_until(lambda: len(session.data) >= 26, timeout=5, what="the held bytes")
+        self.assertEqual(bytes(session.data), b"arrived during the hang-up")
 
     @inlineCallbacks
     def test_channel_pty_vanish_schedules_reopen(self) -> Any:

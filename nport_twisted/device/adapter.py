@@ -284,16 +284,63 @@ class PySerialControl:
             return False
 
 
+class _KeepInputSerial(serial.Serial):  # type: ignore[misc]
+    """
+    pyserial's C{Serial} whose C{open()} keeps what the device already
+    received.  pyserial flushes the input queue at the end of every open;
+    after a spurious hang-up that threw away bytes the device was holding
+    for us (142,866 once).  An explicit C{reset_input_buffer()} still works.
+    """
+
+    _opening = False
+
+    def open(self) -> None:
+        self._opening = True
+        try:
+            super().open()
+        finally:
+            self._opening = False
+
+    def _reset_input_buffer(self) -> None:
+        if not self._opening:
+            super()._reset_input_buffer()
+
+
+def _serial_port_class() -> type[Any]:
+    """Twisted's SerialPort without its open-time input flush (imported lazily)."""
+    from twisted.internet.serialport import SerialPort
+
+    class KeepInputSerialPort(SerialPort):
+        _serialFactory = _KeepInputSerial
+        _opened = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._opened = True
+
+        def flushInput(self) -> None:
+            # SerialPort.__init__ flushes the input; later calls are meant.
+            if self._opened:
+                super().flushInput()
+
+    return KeepInputSerialPort
+
+
 def open_serial_port(reactor: IReactorFDSet) -> Opener:
     """
     The default opener: Twisted's SerialPort at a safe 9600 8N1 with no flow
     control (which every device accepts), then the real settings one by one
     through L{PySerialControl.apply} so a refusal only costs that one value.
+
+    Opening never discards input the device already holds (pyserial and
+    Twisted both flush it on open): a reopen after a hang-up delivers what
+    arrived in between.  A host that wants a clean start asks for it (Real
+    COM FLUSH, RFC 2217 PURGE-DATA).
     """
-    from twisted.internet.serialport import SerialPort
+    port_class = _serial_port_class()
 
     def opener(protocol: TwistedProtocol, device: str, settings: SerialSettings) -> SerialHandle:
-        port = SerialPort(protocol, device, reactor, baudrate=9600)
+        port = port_class(protocol, device, reactor, baudrate=9600)
         control = PySerialControl(port._serial, port)
         return OpenedSerial(port, control)
 
