@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import attrs
 from twisted.application import service
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -144,8 +144,14 @@ class NPortService(service.MultiService):
     def __init__(self, reactor: Any, devices: list[str], config: DeviceConfig, store: SettingsStore,
                  opener: Opener, port_offset: int = 0, interface: str = "",
                  builders: dict[OpMode, FrontendBuilder] | None = None,
-                 default_mode: OpMode = OpMode.REAL_COM, dsci_port: int | None = None) -> None:
+                 default_mode: OpMode = OpMode.REAL_COM, dsci_port: int | None = None,
+                 run_blocking: Callable[[Callable[[], Any]], Deferred[Any]] | None = None) -> None:
         super().__init__()
+        #: Runs slow file work (reading and parsing the settings file on
+        #: SIGHUP) off the reactor thread; default: at once (tests).
+        self.run_blocking = run_blocking if run_blocking is not None else maybeDeferred
+        self._reloading: Deferred[None] | None = None
+        self._reload_again = False
         self.default_mode = default_mode
         self.dsci_port = dsci_port  # None: 4800 + port offset
         self.reactor = reactor
@@ -295,20 +301,54 @@ class NPortService(service.MultiService):
         """
         Re-read the settings file (SIGHUP) and apply it.  A bad file is
         logged with the key at fault and the running configuration is kept.
+        The file is read and parsed with L{run_blocking} (a thread in the
+        service), so a large file never stalls the ports; one larger than
+        the store's limit is refused unread.  A file without C{[password]
+        hash} keeps the running password.  A SIGHUP during a reload
+        reloads once more after it.
         """
+        if self._reloading is not None:
+            self._reload_again = True
+            return _chained(self._reloading)
+        keep = self.config.password
+
+        def load() -> DeviceConfig:
+            return self.store.load(self.default_mode, keep_password=keep)
+
+        def loaded(config: DeviceConfig) -> Deferred[None] | None:
+            if config.password == keep:  # not changed by the file: the password in force now
+                config = attrs.evolve(config, password=self.config.password)
+            return self._loaded(config)
+
+        d: Deferred[None] = self.run_blocking(load).addCallbacks(loaded, self._not_loaded)
+        self._reloading = d
+
+        def done(result: object) -> object:
+            self._reloading = None
+            if self._reload_again:
+                self._reload_again = False
+                self.reload()
+            return result
+
+        d.addBoth(done)
+        return _chained(d)
+
+    def _not_loaded(self, f: Failure) -> None:
         from nport_twisted._exceptions import ConfigError
-        try:
-            loaded = self.store.load(self.default_mode)
-        except ConfigError as e:
-            self._log.error("settings not reloaded, keeping the running ones: {error}", error=e)
-            return succeed(None)
+        f.trap(ConfigError)
+        self._log.error("settings not reloaded, keeping the running ones: {error}", error=f.value)
+
+    def _loaded(self, loaded: DeviceConfig) -> Deferred[None] | None:
         new = attrs.evolve(loaded, identity=self.config.identity).with_port_count(
             len(self.ports), self.default_mode)
+        if not new.password.is_set and self.config.password.is_set:
+            self._log.warn("settings file {path} sets no password ([password] hash is empty): "
+                           "the console password is removed", path=self.store.path)
         try:
             d = self.apply_config(new)
         except ValueError as e:
             self._log.error("settings not reloaded, keeping the running ones: {error}", error=e)
-            return succeed(None)
+            return None
 
         def done(_: object) -> None:
             self._log.info("settings reloaded from {path}", path=self.store.path)
@@ -319,9 +359,9 @@ class NPortService(service.MultiService):
                             error=f.value)
         return d.addCallbacks(done, refused)
 
-    def save(self) -> None:
-        """Write the running configuration to the settings file (atomic)."""
-        self.store.save(self.config)
+    def save(self, config: DeviceConfig | None = None) -> None:
+        """Write C{config} (default: the running configuration) to the settings file (atomic)."""
+        self.store.save(self.config if config is None else config)
 
     def update_port(self, index: int, **changes: Any) -> Deferred[None]:
         """Convenience for consoles: change some fields of one port's settings."""
@@ -331,3 +371,15 @@ class NPortService(service.MultiService):
         new_port = attrs.evolve(port, serial=attrs.evolve(port.serial, **serial),
                                 operating=attrs.evolve(port.operating, **operating))
         return self.apply_config(self.config.replace_port(index, new_port))
+
+
+def _chained(d: Deferred[None]) -> Deferred[None]:
+    """A Deferred firing (with None) when C{d} does, leaving C{d}'s result alone."""
+    out: Deferred[None] = Deferred()
+
+    def fire(result: object) -> object:
+        out.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return out

@@ -199,7 +199,7 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
         reactor, options["devices"], config, options["store"],
         opener=open_serial_port(reactor), port_offset=options["port-offset"],
         interface=options["interface"], default_mode=options["default_mode"],
-        dsci_port=options["dsci-port"],
+        dsci_port=options["dsci-port"], run_blocking=_in_thread(reactor),
     )
     # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
     from nport_twisted.services.discovery import device_services
@@ -214,6 +214,16 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
     if options["config"]:
         _reload_on_sighup(reactor, svc)
     return svc
+
+
+def _in_thread(reactor: Any) -> Any:
+    """Run a blocking call in the reactor's thread pool (the settings file on SIGHUP)."""
+    from twisted.internet.threads import deferToThreadPool
+
+    def run(f: Any) -> Any:
+        return deferToThreadPool(reactor, reactor.getThreadPool(), f)
+
+    return run
 
 
 def _reload_on_sighup(reactor: Any, svc: Any) -> None:

@@ -322,3 +322,86 @@ class RealReactorApplyTests(TestCase):
         self.assertTrue(tcp_listening(o + 4001) and tcp_listening(o + 4002))
         self.assertEqual(sorted(l.port for l in self.svc.net.listeners),
                          [o + 966, o + 967, o + 4001, o + 4002])
+
+
+class ReloadTests(SynchronousTestCase):
+    """SIGHUP reloads (issue 10 items 8 and 9): the password, big files, off the reactor thread."""
+
+    def _with_password(self, path: str) -> NPortService:
+        from nport_twisted.config.settings import PasswordSettings
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER], path=path)
+        svc.config = attrs.evolve(svc.config, password=PasswordSettings.from_password("right horse"))
+        return svc
+
+    def test_file_without_password_keeps_it(self) -> None:
+        """A reloaded file with no [password] section (or no hash key) keeps the running password."""
+        path = self.mktemp()
+        svc = self._with_password(path)
+        for text in ("[basic]\nserver_name = box\n", "[password]\n"):
+            with open(path, "w") as f:
+                f.write(text)
+            svc.reload()
+            self.assertTrue(svc.config.password.verify("right horse"))
+            self.assertEqual(svc.config.basic.server_name, "box" if "basic" in text else "")
+
+    def test_explicit_empty_hash_drops_it(self) -> None:
+        """Only an explicit 'hash =' removes the password, and that is logged as a warning."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        path = self.mktemp()
+        svc = self._with_password(path)
+        with open(path, "w") as f:
+            f.write("[password]\nhash =\n")
+        svc.reload()
+        self.assertFalse(svc.config.password.is_set)
+        self.assertTrue(any("sets no password" in e["log_format"] for e in observer))
+
+    def test_oversized_file_refused_unread(self) -> None:
+        """A 50 MB settings file is refused by size (named in the log); the running config stays."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import globalLogPublisher
+        from nport_twisted.config import store as store_module
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        path = self.mktemp()
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER], path=path)
+        before = svc.config
+        with open(path, "w") as f:
+            f.write("[basic]\nserver_name = big\n")
+            f.write("# padding\n" * (5 * 1024 * 1024))
+        parsed: list[str] = []
+        self.patch(store_module, "loads", lambda text, *a, **k: parsed.append(text))
+        svc.reload()
+        self.assertIs(svc.config, before)
+        self.assertEqual(parsed, [])
+        [error] = [e for e in observer if e["log_level"].name == "error"]
+        self.assertIn("too large for a settings file", str(error["error"]))
+
+    def test_reload_runs_off_the_reactor_thread(self) -> None:
+        """The file is read and parsed by run_blocking; a SIGHUP meanwhile reloads once more after."""
+        from twisted.internet.defer import Deferred
+        path = self.mktemp()
+        svc, _, devices = _service(self, [OpMode.TCP_SERVER], path=path)
+        jobs: list[tuple[object, Deferred[object]]] = []
+
+        def runner(f: object) -> Deferred[object]:
+            d: Deferred[object] = Deferred()
+            jobs.append((f, d))
+            return d
+
+        svc.run_blocking = runner
+        with open(path, "w") as f:
+            f.write("[port1.serial]\nbaudrate = 19200\n")
+        first = svc.reload()
+        self.assertEqual(len(jobs), 1)  # handed over, not run in the caller
+        self.assertEqual(svc.config.ports[0].serial.baudrate, 115200)
+        second = svc.reload()  # SIGHUP while the first is being parsed
+        self.assertEqual(len(jobs), 1)
+        f0, d0 = jobs[0]
+        d0.callback(f0())  # type: ignore[operator]
+        self.assertEqual(devices.devices["/dev/fake0"].in_force.baudrate, 19200)
+        self.assertEqual(len(jobs), 2)  # the reload asked for meanwhile
+        f1, d1 = jobs[1]
+        d1.callback(f1())  # type: ignore[operator]
+        self.successResultOf(first)
+        self.successResultOf(second)

@@ -299,6 +299,60 @@ class ValidatorTests(SynchronousTestCase):
                              mail_to=tuple(f"{n}@example" for n in range(5)))
 
 
+class TextValidatorTests(SynchronousTestCase):
+    """
+    Text settings refuse what the file, HTML or the wire cannot carry
+    (issue 10 item 7), so nothing accepted can break a later save or page.
+    """
+
+    def test_lone_surrogate_refused(self) -> None:
+        """A lone surrogate in server_name, an alias, a TCP Client host or mail_to is refused."""
+        for cls, kwargs in ((BasicSettings, {"server_name": "box\ud800"}),
+                            (SerialSettings, {"alias": "\udfff"}),
+                            (OperatingSettings, {"destinations": ("h\ud800st:4001",)}),
+                            (AutoWarningSettings, {"mail_to": ("a\ud800@b",)}),
+                            (NetworkSettings, {"snmp_location": "x\udc80"})):
+            e = self.assertRaises(ValueError, cls, **kwargs)
+            self.assertIn(next(iter(kwargs)), str(e.args[0]))
+
+    def test_controls_and_separators_refused(self) -> None:
+        """C0, DEL and C1 controls (NEL) and line/paragraph separators are refused."""
+        for text in ("a\x00b", "a\x7fb", "a\x85b", "a\u2028b", "a\u2029b"):
+            self.assertRaises(ValueError, BasicSettings, server_name=text)
+
+    def test_edge_whitespace_refused(self) -> None:
+        """Leading or trailing whitespace (the file strips it) is refused, inner spaces are kept."""
+        for text in (" box", "box ", "box\xa0", "\u3000box", " "):
+            e = self.assertRaises(ValueError, BasicSettings, server_name=text)
+            self.assertIn("begin or end with a space", str(e.args[0]))
+        self.assertEqual(BasicSettings(server_name="Halle 3 Prüfstand").server_name, "Halle 3 Prüfstand")
+
+    def test_non_ascii_port_digits_refused(self) -> None:
+        """A TCP Client destination's port must be ASCII digits ("host:٤٠٠١" is refused)."""
+        self.assertRaises(ValueError, OperatingSettings, destinations=("host:\u0664\u0660\u0660\u0661",))
+
+    def test_accepted_text_round_trips(self) -> None:
+        """Any text the validators accept survives dumps -> loads and encodes as UTF-8."""
+        from hypothesis import given, strategies as st
+
+        @given(st.text(max_size=39), st.text(max_size=15))
+        def check(name: str, alias: str) -> None:
+            try:
+                config = DeviceConfig(basic=BasicSettings(server_name=name),
+                                      ports=(PortConfig(serial=SerialSettings(alias=alias)),))
+            except ValueError:
+                return
+            text = dumps(config)
+            text.encode("utf-8")
+            self.assertEqual(loads(text), config)
+
+        check()
+
+    def test_unencodable_password_never_matches(self) -> None:
+        """verify() of a password with a lone surrogate is False, not a UnicodeEncodeError."""
+        self.assertFalse(hashed().verify("x\ud800"))
+
+
 class PasswordTests(SynchronousTestCase):
     """
     The console password is only kept as a salted scrypt hash.

@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import ipaddress
 import os
+import unicodedata
 from typing import Any, Callable, Iterable, TypeVar
 
 import attrs
@@ -131,6 +132,28 @@ def _optional_range(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any],
     return check
 
 
+def text_problem(text: str) -> str | None:
+    """
+    Why C{text} cannot be a text setting, or None.  A setting must survive
+    the settings file (UTF-8, values stripped), HTML and the wire: no lone
+    surrogates (they cannot be encoded at all: every save, export and page
+    would fail), no control characters (C0, DEL, C1), no line or paragraph
+    separators, and no leading or trailing whitespace (the file would lose
+    it silently).
+    """
+    for c in text:
+        category = unicodedata.category(c)
+        if category == "Cs":
+            return f"must not contain a lone surrogate (U+{ord(c):04X} is not a character)"
+        if category == "Cc":
+            return "must not contain control characters"
+        if category in ("Zl", "Zp"):
+            return "must not contain line or paragraph separators"
+    if text != text.strip():
+        return "must not begin or end with a space"
+    return None
+
+
 def _text(max_len: int, allow_empty: bool = True) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if not isinstance(value, str):
@@ -139,8 +162,9 @@ def _text(max_len: int, allow_empty: bool = True) -> Callable[[Any, attrs.Attrib
             raise ValueError(f"{attribute.name} is longer than {max_len} characters")
         if not allow_empty and not value:
             raise ValueError(f"{attribute.name} must not be empty")
-        if any(ord(c) < 0x20 or c == "\x7f" for c in value):
-            raise ValueError(f"{attribute.name} must not contain control characters")
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(f"{attribute.name} {problem}")
     return check
 
 
@@ -164,14 +188,15 @@ def _ipv4(optional: bool = True) -> Callable[[Any, attrs.Attribute[Any], Any], N
 
 
 def _plain_word(text: str) -> bool:
-    """No whitespace, control characters or commas (the file's list separator)."""
-    return bool(text) and not any(c.isspace() or c == "," or ord(c) < 0x20 or c == "\x7f" for c in text)
+    """No whitespace, control characters, commas (the file's list separator) or unencodable text."""
+    return (bool(text) and text_problem(text) is None
+            and not any(c.isspace() or c == "," for c in text))
 
 
 def _host_port(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for item in value:
         host, sep, port = item.rpartition(":") if isinstance(item, str) else ("", "", "")
-        if (not sep or not _plain_word(host) or not port.isdecimal()
+        if (not sep or not _plain_word(host) or not port.isascii() or not port.isdecimal()
                 or not 1 <= int(port) <= 65535):
             raise ValueError(f"{attribute.name}: {item!r} is not HOST:PORT")
 
@@ -464,7 +489,11 @@ class PasswordSettings:
         if parsed is None:
             return False
         n, r, p, salt, expected = parsed
-        got = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, dklen=len(expected),
+        try:
+            secret = password.encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): never the password
+            return False
+        got = hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=len(expected),
                              maxmem=128 * r * (n + p + 2) + 2**20)
         return hmac.compare_digest(got, expected)
 

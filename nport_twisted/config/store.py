@@ -305,27 +305,50 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         os.close(dfd)
 
 
+#: Largest settings file we read.  A full 32-port file is about 40 KB; a
+#: 50 MB file took seconds to parse, so anything this big is refused unread.
+MAX_FILE_BYTES = 1024 * 1024
+
+
 class SettingsStore:
     """
     The settings file on disk.  A missing file means factory defaults; it
     is created on the first L{save}.
     """
 
-    def __init__(self, path: str | None) -> None:
+    def __init__(self, path: str | None, max_bytes: int = MAX_FILE_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
 
-    def load(self, default_mode: OpMode = OpMode.REAL_COM) -> DeviceConfig:
-        """@raise ConfigError: when the file exists but is not valid."""
+    def load(self, default_mode: OpMode = OpMode.REAL_COM,
+             keep_password: PasswordSettings | None = None) -> DeviceConfig:
+        """
+        Read and parse the file.  With C{keep_password} (a reload), a file
+        that does not set C{[password] hash} keeps that password: only an
+        explicit C{hash =} removes it.
+
+        @raise ConfigError: when the file exists but is not valid, or is
+            larger than C{max_bytes} (refused without reading it).
+        """
+        base = DeviceConfig() if keep_password is None else DeviceConfig(password=keep_password)
         if self.path is None:
-            return DeviceConfig()
+            return base
         try:
-            with open(self.path, encoding="utf-8") as f:
-                text = f.read()
+            with open(self.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                raw = f.read(self.max_bytes + 1) if size <= self.max_bytes else b""
         except FileNotFoundError:
-            return DeviceConfig()
-        except (OSError, UnicodeDecodeError) as e:
+            return base
+        except OSError as e:
             raise ConfigError(f"{self.path}: cannot read: {e}") from None
-        return loads(text, self.path, default_mode=default_mode)
+        if size > self.max_bytes or len(raw) > self.max_bytes:
+            raise ConfigError(f"{self.path}: {max(size, len(raw))} bytes is too large for a "
+                              f"settings file (at most {self.max_bytes} bytes); not read")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{self.path}: cannot read: {e}") from None
+        return loads(text, self.path, base=base, default_mode=default_mode)
 
     def save(self, config: DeviceConfig) -> None:
         """Write C{config} atomically (no-op without a path)."""

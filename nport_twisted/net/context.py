@@ -62,5 +62,5 @@ class IDeviceContext(Interface):
     def port_conflicts(config: DeviceConfig) -> dict[str, str]:
         """The port settings of C{config} that collide, by field (config.portmap)."""
 
-    def save() -> None:
-        """Write the running configuration to the settings file (atomically)."""
+    def save(config: DeviceConfig | None = None) -> None:
+        """Write C{config} (default: the running configuration) to the settings file (atomically)."""

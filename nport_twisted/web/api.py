@@ -9,6 +9,7 @@ with a code, a message and the fields at fault.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -135,7 +136,7 @@ class ApiV1(ConsoleResource):
 
     def _rate_check(self, request: Any) -> str:
         peer = client_host(request)
-        wait = self.console.limiter.wait_time(peer)
+        wait = self.console.login_wait(peer)
         if wait > 0:
             raise ApiError(
                 429, "rate_limited", wait_text(wait), {"retry_after": str(int(wait) + 1)}
@@ -144,7 +145,8 @@ class ApiV1(ConsoleResource):
 
     def _port(self, text: str) -> int:
         count = len(self.console.server.ports)
-        if not text.isdecimal() or not 1 <= int(text) <= count:
+        # ASCII digits only: str.isdecimal() and int() also take "١" (Arabic-Indic one).
+        if not re.fullmatch(r"[0-9]{1,3}", text) or not 1 <= int(text) <= count:
             raise ApiError(404, "not_found", f"ports are numbered 1 to {count}")
         return int(text) - 1
 
@@ -224,7 +226,7 @@ class ApiV1(ConsoleResource):
                 {"token": session.sid, "idle_timeout_s": int(self.console.sessions.idle_timeout)},
             )
 
-        return later(request, self.console.check_password(password).addCallback(checked))
+        return later(request, self.console.check_password(password, peer).addCallback(checked))
 
     def _setup(self, request: Any) -> bytes | int:
         if self.console.password_set:
@@ -249,7 +251,11 @@ class ApiV1(ConsoleResource):
             session = self.console.sessions.create(peer, bearer=True)
             return _json(request, {"token": session.sid})
 
-        return later(request, self.console.first_password(password).addCallback(done))
+        def not_saved(f: Failure) -> bytes:
+            f.trap(SaveError)
+            return _json(request, ApiError(500, "save_failed", str(f.value)).body(), 500)
+
+        return later(request, self.console.first_password(password).addCallbacks(done, not_saved))
 
     def _device(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes:
         self._methods(method, b"GET")
@@ -392,11 +398,16 @@ class ApiV1(ConsoleResource):
                     request, _invalid(FieldErrors({"old_password": "wrong password"})).body(), 400
                 )
             self.console.limiter.succeeded(peer)
-            return self.console.set_password(new, keep_session=session.sid).addCallback(
-                lambda _: _json(request, {"changed": True})
+
+            def not_saved(f: Failure) -> bytes:
+                f.trap(SaveError)
+                return _json(request, ApiError(500, "save_failed", str(f.value)).body(), 500)
+
+            return self.console.set_password(new, keep_session=session.sid).addCallbacks(
+                lambda _: _json(request, {"changed": True}), not_saved
             )
 
-        return later(request, self.console.check_password(old).addCallback(checked))
+        return later(request, self.console.check_password(old, peer).addCallback(checked))
 
     def _factory(
         self, request: Any, method: bytes, rest: list[str], session: Session

@@ -12,7 +12,8 @@ of the web console.  Pure: time comes from an injected clock.
     cannot claim the box first.
   - L{LoginLimiter}: per client address, a few failed attempts are free,
     then each further attempt waits twice as long as the previous one (up
-    to L{LoginLimiter.max_delay}).
+    to L{LoginLimiter.max_delay}); attempts still being checked count as
+    failed until their check ends.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class SessionStore:
 class _Attempts:
     failures: int = 0
     last: float = 0.0
+    in_flight: int = 0  # attempts being checked right now (scrypt in a thread)
 
 
 class LoginLimiter:
@@ -149,26 +151,57 @@ class LoginLimiter:
         self._clients: OrderedDict[str, _Attempts] = OrderedDict()
 
     def wait_time(self, client: str) -> float:
-        """Seconds C{client} must still wait before an attempt is accepted (0 = go ahead)."""
+        """
+        Seconds C{client} must still wait before an attempt is accepted (0 = go ahead).
+        Attempts still being checked count as failures: a hundred wrong
+        passwords sent at once must not all be checked because none has
+        failed yet.
+        """
         now = self.clock.seconds()
         entry = self._clients.get(client)
         if entry is None:
             return 0.0
-        if now - entry.last > self.forget_after:
+        if now - entry.last > self.forget_after and not entry.in_flight:
             del self._clients[client]
             return 0.0
-        if entry.failures < self.free:
+        counted = entry.failures + entry.in_flight
+        if counted < self.free:
             return 0.0
-        delay = min(self.max_delay, self.base_delay * 2.0 ** (entry.failures - self.free))
+        delay = min(self.max_delay, self.base_delay * 2.0 ** (counted - self.free))
         return max(0.0, entry.last + delay - now)
+
+    def begin(self, client: str) -> None:
+        """An attempt of C{client} is being checked (call L{end} when the check is over)."""
+        entry = self._clients.pop(client, None) or _Attempts()
+        entry.in_flight += 1
+        entry.last = self.clock.seconds()
+        self._clients[client] = entry
+        self._bound()
+
+    def end(self, client: str) -> None:
+        """The check L{begin} announced is over (then L{failed} or L{succeeded})."""
+        entry = self._clients.get(client)
+        if entry is not None:
+            entry.in_flight = max(0, entry.in_flight - 1)
+            if not entry.in_flight and not entry.failures:
+                del self._clients[client]
+
+    def in_flight(self, client: str) -> int:
+        entry = self._clients.get(client)
+        return entry.in_flight if entry is not None else 0
+
+    def _bound(self) -> None:
+        while len(self._clients) > self.max_clients:
+            self._clients.popitem(last=False)
 
     def failed(self, client: str) -> None:
         entry = self._clients.pop(client, None) or _Attempts()
         entry.failures += 1
         entry.last = self.clock.seconds()
         self._clients[client] = entry
-        while len(self._clients) > self.max_clients:
-            self._clients.popitem(last=False)
+        self._bound()
 
     def succeeded(self, client: str) -> None:
-        self._clients.pop(client, None)
+        entry = self._clients.pop(client, None)
+        if entry is not None and entry.in_flight:  # other attempts still running: keep counting them
+            self._clients[client] = _Attempts(in_flight=entry.in_flight, last=entry.last)

@@ -41,12 +41,46 @@ def check_new_password(
         raise FieldErrors({field: f"must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long"})
     if any(ord(c) < 0x20 or c == "\x7f" for c in password):
         raise FieldErrors({field: "must not contain control characters"})
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldErrors({field: "must not contain lone surrogates (not valid Unicode text)"}) from None
     if again is not None and again != password:
         raise FieldErrors({"new_password2": "the two passwords differ"})
 
 
 class SaveError(Exception):
-    """The settings are in force but the settings file could not be written."""
+    """The settings file could not be written (the message says what is in force)."""
+
+
+class HashGate:
+    """
+    The scrypt work of the console, bounded: at most C{max_running} hashes
+    at once (each takes 16 MiB and a thread) and at most C{max_pending}
+    running or queued; L{full} tells callers to refuse further attempts
+    instead of queueing them without limit.
+    """
+
+    def __init__(self, run: Callable[[Callable[[], Any]], Deferred[Any]], max_running: int = 2,
+                 max_pending: int = 8) -> None:
+        from twisted.internet.defer import DeferredSemaphore
+
+        self._run = run
+        self._sem = DeferredSemaphore(max_running)
+        self.max_running = max_running
+        self.max_pending = max_pending
+
+    @property
+    def pending(self) -> int:
+        """Hashes running or waiting for a slot."""
+        return self.max_running - self._sem.tokens + len(self._sem.waiting)
+
+    @property
+    def full(self) -> bool:
+        return self.pending >= self.max_pending
+
+    def run(self, f: Callable[[], Any]) -> Deferred[Any]:
+        return self._sem.run(self._run, f)
 
 
 #: What a Save/Restart (or factory default) says; only "saved" when the file was written.
@@ -99,7 +133,9 @@ class WebConsole:
         self.clock = server.reactor
         self.sessions = SessionStore(self.clock)
         self.limiter = LoginLimiter(self.clock)
-        self._run = run_blocking if run_blocking is not None else run_in_thread(server.reactor)
+        self.hashing = HashGate(
+            run_blocking if run_blocking is not None else run_in_thread(server.reactor)
+        )
         self._identity = (
             identity
             if identity is not None
@@ -268,10 +304,33 @@ class WebConsole:
     def password_set(self) -> bool:
         return bool(self.running.password.is_set)
 
-    def check_password(self, password: str) -> Deferred[bool]:
-        """Whether C{password} is the console password (scrypt, off the reactor thread)."""
+    def login_wait(self, peer: str) -> float:
+        """
+        Seconds C{peer} must wait before a password attempt is checked: its
+        own rate limit (attempts in flight included), or 1 s while the
+        hashing queue is full (L{HashGate}).
+        """
+        wait = self.limiter.wait_time(peer)
+        if wait <= 0 and self.hashing.full:
+            return 1.0
+        return wait
+
+    def check_password(self, password: str, peer: str | None = None) -> Deferred[bool]:
+        """
+        Whether C{password} is the console password (scrypt, off the reactor
+        thread).  With C{peer} the attempt counts against that address's
+        rate limit while it is being checked.
+        """
         stored: PasswordSettings = self.running.password
-        return self._run(lambda: stored.verify(password))
+        if peer is None:
+            return self.hashing.run(lambda: stored.verify(password))
+        self.limiter.begin(peer)
+
+        def over(result: Any) -> Any:
+            self.limiter.end(peer)
+            return result
+
+        return self.hashing.run(lambda: stored.verify(password)).addBoth(over)
 
     def claim_setup_token(self, token: str) -> bool:
         """
@@ -305,22 +364,32 @@ class WebConsole:
         """
 
         def store(hashed: PasswordSettings) -> bool:
-            self.server.apply_config(attrs.evolve(self.server.config, password=hashed))
+            # Saved first, in force only once saved: a password that exists
+            # only in memory would vanish at the next restart.
+            new = attrs.evolve(self.server.config, password=hashed)
             if self.server.settings_path is None:
                 self._log.warn("web console: no --config, so the password is lost at restart")
             try:
-                self.server.save()
+                self.server.save(new)
             except OSError as e:
-                self._log.error("web console: password in force but not saved: {error}", error=e)
+                self._log.error(
+                    "web console: password not changed, the settings file could not be "
+                    "written: {error}",
+                    error=e,
+                )
                 raise SaveError(
-                    f"the password is in force but the settings file could not be written: {e}"
+                    "the password was not changed: the settings file could not be "
+                    f"written: {e}"
                 ) from None
+            self.server.apply_config(new)
             self.setup_token = None
             self.sessions.drop_all(keep=keep_session)
             self._log.info("web console: password changed")
             return self.server.settings_path is not None
 
-        d: Deferred[PasswordSettings] = self._run(lambda: PasswordSettings.from_password(password))
+        d: Deferred[PasswordSettings] = self.hashing.run(
+            lambda: PasswordSettings.from_password(password)
+        )
         return d.addCallback(store)
 
     # -- status ----------------------------------------------------------------------------------

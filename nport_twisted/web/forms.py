@@ -426,7 +426,7 @@ def list_texts(field: Field, value: Sequence[Any]) -> list[str]:
 
 def _parse_int(text: str) -> int:
     text = text.strip()
-    if not re.fullmatch(r"[+-]?\d+", text):
+    if not re.fullmatch(r"[+-]?[0-9]+", text):  # ASCII digits: \d and int() also take "٩"
         raise ValueError("must be a whole number")
     return int(text)
 
@@ -468,7 +468,9 @@ def parse_field(field: Field, form: Mapping[str, str]) -> Any:
         if field.item == "int":
             return tuple(_parse_int(t) for t in texts)
         return tuple(texts)
-    return raw.strip()
+    # Text is taken as typed: the validators refuse leading/trailing
+    # whitespace with a message instead of the form dropping it silently.
+    return raw
 
 
 def parse_fields(fields: Iterable[Field], form: Mapping[str, str], base: _T) -> _T:

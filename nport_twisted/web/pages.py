@@ -8,6 +8,8 @@ L{nport_twisted.web.console}.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Mapping
 from typing import Any
 
@@ -189,7 +191,7 @@ class HtmlPage(ConsoleResource):
 def _port_arg(console: WebConsole, request: Any) -> int:
     """0-based port from C{?port=N} (1-based); 1 when missing or invalid."""
     text = query_of(request).get("port", "1")
-    n = int(text) if text.isdecimal() else 1
+    n = int(text) if re.fullmatch(r"[0-9]{1,3}", text) else 1  # ASCII only: "١" is not 1
     return min(max(n, 1), len(console.server.ports)) - 1
 
 
@@ -231,7 +233,7 @@ class LoginPage(ConsoleResource):
         if not self.console.password_set:
             return redirect(request, "/setup")
         peer = client_host(request)
-        wait = self.console.limiter.wait_time(peer)
+        wait = self.console.login_wait(peer)
         if wait > 0:
             request.setHeader(b"retry-after", str(int(wait) + 1).encode())
             return self._form(wait_text(wait), 429, request)
@@ -251,7 +253,7 @@ class LoginPage(ConsoleResource):
             _log.info("web console: login from {peer}", peer=peer)
             return redirect(request, "/overview")
 
-        return later(request, self.console.check_password(password).addCallback(checked))
+        return later(request, self.console.check_password(password, peer).addCallback(checked))
 
 
 class LogoutPage(ConsoleResource):
@@ -338,7 +340,13 @@ class SetupPage(ConsoleResource):
             set_session_cookie(request, session)
             return redirect(request, "/overview")
 
-        return later(request, self.console.first_password(password).addCallback(done))
+        def not_saved(f: Failure) -> bytes:
+            f.trap(SaveError)
+            return self._form(request, {}, 500, str(f.value))
+
+        return later(
+            request, self.console.first_password(password).addCallbacks(done, not_saved)
+        )
 
 
 class RootPage(ConsoleResource):
@@ -903,7 +911,7 @@ class PasswordPage(HtmlPage):
             errors["confirm"] = "tick to confirm the change"
         if errors:
             raise FieldErrors(errors)
-        wait = self.console.limiter.wait_time(peer)
+        wait = self.console.login_wait(peer)
         if wait > 0:
             request.setResponseCode(429)
             return self.show(request, session, form, {"old_password": wait_text(wait)})
@@ -914,7 +922,13 @@ class PasswordPage(HtmlPage):
                 request.setResponseCode(400)
                 return self.show(request, session, form, {"old_password": "wrong password"})
             self.console.limiter.succeeded(peer)
-            return self.console.set_password(new, keep_session=session.sid).addCallback(
+
+            def not_saved(f: Failure) -> bytes:
+                f.trap(SaveError)
+                request.setResponseCode(500)
+                return self.show(request, session, None, {"_form": str(f.value)})
+
+            return self.console.set_password(new, keep_session=session.sid).addCallbacks(
                 lambda saved: self.show(
                     request,
                     session,
@@ -922,11 +936,13 @@ class PasswordPage(HtmlPage):
                     {},
                     message="Password changed. Other sessions were logged out."
                     + ("" if saved else " " + PASSWORD_NOT_SAVED),
-                )
+                ),
+                not_saved,
             )
 
         return later(
-            request, self.console.check_password(form.get("old_password", "")).addCallback(checked)
+            request,
+            self.console.check_password(form.get("old_password", ""), peer).addCallback(checked),
         )
 
 

@@ -1,0 +1,236 @@
+# -*- test-case-name: tests.test_web_hardening -*-
+"""
+Hostile clients of the web console and JSON API (issue 10): concurrent
+password guesses, text that cannot be encoded, failure paths that must
+tell the truth, non-ASCII digits in paths.  Through twisted.web's real
+HTTP stack, as tests/test_web.py does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import StringTransport
+
+from nport_twisted.config.store import SettingsStore
+from nport_twisted.web.console import WebConsole
+from nport_twisted.web.resources import ConsoleSite
+from tests.test_web import MAC, PASSWORD, Client, WebTestCase, _parse_response
+
+from nport_twisted.config.identity import resolve_identity
+
+
+class HeldRunner:
+    """A run_blocking that keeps every job until the test releases it (scrypt in flight)."""
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, Deferred[Any]]] = []
+        self.started = 0
+
+    def __call__(self, f: Any) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.jobs.append((f, d))
+        self.started += 1
+        return d
+
+    def release_all(self) -> None:
+        while self.jobs:
+            f, d = self.jobs.pop(0)
+            d.callback(f())
+
+
+def open_request(site: ConsoleSite, raw: bytes, host: str = "127.0.0.1") -> StringTransport:
+    """Send C{raw} (a whole HTTP request) on a new connection; the answer may come later."""
+    addr = IPv4Address("TCP", host, 40000)
+    protocol = site.buildProtocol(addr)
+    transport = StringTransport(peerAddress=addr, hostAddress=IPv4Address("TCP", "127.0.0.1", 10080))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(raw)
+    return transport
+
+
+def json_post(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: nport.test\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def form_post(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: nport.test\r\nConnection: close\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class ConcurrentLoginTests(WebTestCase):
+    """Item 4: attempts in flight count; the scrypt queue is bounded."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.runner = HeldRunner()
+        self.console = WebConsole(self.server, run_blocking=self.runner,
+                                  identity=lambda c, n: resolve_identity(c, n, mac=lambda: (MAC, "test")))
+        self.site = ConsoleSite(self.console, reactor=self.reactor)
+
+    def test_hundred_simultaneous_wrong_passwords(self) -> None:
+        """100 wrong API logins at once from one address: 5 are checked, 95 get 429 at once."""
+        transports = [open_request(self.site, json_post("/api/v1/session", b'{"password": "guess"}'))
+                      for _ in range(100)]
+        refused = [t for t in transports if t.value()]
+        self.assertEqual(len(refused), 95)
+        self.assertEqual({_parse_response(t.value()).code for t in refused}, {429})
+        self.assertLessEqual(self.runner.started, 2)  # two scrypt at a time …
+        self.assertEqual(self.console.hashing.pending, 5)  # … five accepted in all
+        self.runner.release_all()
+        codes = [_parse_response(t.value()).code for t in transports if t not in refused]
+        self.assertEqual(codes, [401] * 5)
+        self.assertGreater(self.console.limiter.wait_time("127.0.0.1"), 0)
+        self.assertEqual(self.console.limiter.in_flight("127.0.0.1"), 0)
+
+    def test_login_page_counts_in_flight_attempts(self) -> None:
+        """The HTML login form follows the same rule as the API."""
+        transports = [open_request(self.site, form_post("/login", b"password=guess")) for _ in range(20)]
+        self.assertEqual(sum(1 for t in transports if t.value()), 15)
+        self.runner.release_all()
+        self.assertEqual(self.console.limiter.in_flight("127.0.0.1"), 0)
+
+    def test_hash_queue_bounded_across_addresses(self) -> None:
+        """From many addresses at once, at most max_pending hashes wait; the others get 429."""
+        transports = [open_request(self.site, json_post("/api/v1/session", b'{"password": "guess"}'),
+                                   host=f"127.0.1.{i}") for i in range(1, 41)]
+        waiting = [t for t in transports if not t.value()]
+        self.assertEqual(len(waiting), self.console.hashing.max_pending)
+        self.assertEqual({_parse_response(t.value()).code for t in transports if t.value()}, {429})
+        self.runner.release_all()
+        self.assertEqual(self.console.hashing.pending, 0)
+        self.assertEqual({_parse_response(t.value()).code for t in waiting}, {401})
+
+    def test_right_password_still_works_after_flood(self) -> None:
+        """Once the checks are over and the delay passed, the right password logs in."""
+        for _ in range(10):
+            open_request(self.site, json_post("/api/v1/session", b'{"password": "guess"}'))
+        self.runner.release_all()
+        self.reactor.advance(self.console.limiter.wait_time("127.0.0.1") + 0.1)
+        t = open_request(self.site, json_post("/api/v1/session", f'{{"password": "{PASSWORD}"}}'.encode()))
+        self.runner.release_all()
+        self.assertEqual(_parse_response(t.value()).code, 200)
+
+
+class UnencodableTextTests(WebTestCase):
+    """Item 7 through the console: refused with a field error, never a later 500."""
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token()}"}
+
+    def test_api_refuses_lone_surrogate(self) -> None:
+        """PUT server_name "\\ud800" is a 400 naming the field; export and save keep working."""
+        h = self.auth()
+        response = self.client.request("PATCH", "/api/v1/settings/basic", headers=h,
+                                       json_body={"server_name": "box\ud800"})
+        self.assertEqual(response.code, 400)
+        self.assertEqual(response.json()["errors"][0]["field"], "server_name")
+        self.assertEqual(self.client.request("PATCH", "/api/v1/settings/ports/1/serial", headers=h,
+                                             json_body={"alias": "\udfff"}).code, 400)
+        self.assertEqual(self.client.get("/api/v1/export", headers=h).code, 200)
+        self.assertEqual(self.client.post("/api/v1/save", headers=h).code, 200)
+
+    def test_form_keeps_or_refuses_whitespace(self) -> None:
+        """A trailing space typed in a form is refused next to the field, not silently dropped."""
+        from nport_twisted.config.settings import BasicSettings
+        from nport_twisted.web import forms
+        from nport_twisted.web.html import texts_for
+        csrf = self.login()
+        form = {k: v for k, v in texts_for(forms.BASIC_FIELDS, BasicSettings()).items() if v != ""}
+        form.update(csrf_token=csrf, server_name="line-7 ")
+        response = self.client.post("/basic", form=form)
+        self.assertIn('id="server_name-error"', response.text)
+        self.assertEqual(self.console.pending.basic.server_name, "")
+
+    def test_surrogate_password_login_is_401(self) -> None:
+        """A JSON password with a lone surrogate is a wrong password (401), not a 500."""
+        response = self.client.post("/api/v1/session", json_body={"password": "\ud800guess"})
+        self.assertEqual(response.code, 401)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_surrogate_new_password_refused(self) -> None:
+        """A new password with a lone surrogate is a 400 field error."""
+        response = self.client.post("/api/v1/password", headers=self.auth(),
+                                    json_body={"old_password": PASSWORD, "new_password": "long\ud800pass"})
+        self.assertEqual(response.code, 400)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class NonAsciiDigitTests(WebTestCase):
+    """Item 8: "/ports/١/" is not port 1."""
+
+    def test_api_port_digits(self) -> None:
+        """Arabic-Indic, fullwidth and superscript digits in API paths are 404."""
+        h = {"Authorization": f"Bearer {self.api_token()}"}
+        for text in ("\u0661", "\uff11", "\u00b9", "\u0967"):
+            path = "/api/v1/ports/" + text.encode("utf-8").hex("%").join(("%", "")) + "/status"
+            self.assertEqual(self.client.get(path, headers=h).code, 404, repr(text))
+            path = ("/api/v1/settings/ports/" + text.encode("utf-8").hex("%").join(("%", ""))
+                    + "/serial")
+            self.assertEqual(self.client.get(path, headers=h).code, 404, repr(text))
+        self.assertEqual(self.client.get("/api/v1/ports/1/status", headers=h).code, 200)
+
+    def test_form_numbers_ascii_only(self) -> None:
+        """A form number in Arabic-Indic digits ("٩٦٠٠") is a field error, not 9600."""
+        from nport_twisted.config.settings import SerialSettings
+        from nport_twisted.web import forms
+        e = self.assertRaises(forms.FieldErrors, forms.parse_fields, forms.SERIAL_FIELDS,
+                              {"baudrate": "\u0669\u0666\u0660\u0660"}, SerialSettings())
+        self.assertIn("baudrate", e.errors)
+
+
+class PasswordSaveFailureTests(WebTestCase):
+    """Item 8: a password change that cannot be saved is not in force and says save_failed."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        os.mkdir(self.path + ".d")
+
+    def test_api_password_change_on_unwritable_store(self) -> None:
+        """API: 500 save_failed; the old password still works, the new one does not."""
+        token = self.api_token()
+        self.server.store = SettingsStore(self.path + ".d")  # a directory: every save fails
+        response = self.client.post("/api/v1/password", headers={"Authorization": f"Bearer {token}"},
+                                    json_body={"old_password": PASSWORD, "new_password": "a new secret"})
+        self.assertEqual((response.code, response.json()["error"]), (500, "save_failed"))
+        self.assertIn("was not changed", response.json()["message"])
+        self.assertTrue(self.server.config.password.verify(PASSWORD))
+        self.assertFalse(self.server.config.password.verify("a new secret"))
+        self.assertEqual(self.client.get("/api/v1/device",
+                                         headers={"Authorization": f"Bearer {token}"}).code, 200)
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+    def test_page_password_change_on_unwritable_store(self) -> None:
+        """Page: the form shows the save error (500), the old password stays in force."""
+        csrf = self.login()
+        self.server.store = SettingsStore(self.path + ".d")
+        response = self.client.post("/password", form={
+            "csrf_token": csrf, "old_password": PASSWORD,
+            "new_password": "a new secret", "new_password2": "a new secret", "confirm": "on"})
+        self.assertEqual(response.code, 500)
+        self.assertIn("was not changed", response.text)
+        self.assertTrue(self.server.config.password.verify(PASSWORD))
+        self.assertEqual(self.flushLoggedErrors(), [])
+
+
+class FirstPasswordSaveFailureTests(WebTestCase):
+    """The first password on an unwritable store: not set, token kept, save_failed."""
+
+    password = None
+
+    def test_setup_api(self) -> None:
+        """POST /api/v1/setup on an unwritable store answers save_failed and leaves no password."""
+        os.mkdir(self.path + ".d")
+        self.server.store = SettingsStore(self.path + ".d")
+        token = self.console.setup_token
+        response = self.client.post("/api/v1/setup", json_body={"setup_token": token,
+                                                                "password": "first secret"})
+        self.assertEqual((response.code, response.json()["error"]), (500, "save_failed"))
+        self.assertFalse(self.console.password_set)
+        self.assertEqual(self.console.setup_token, token)
+        self.assertEqual(self.flushLoggedErrors(), [])
