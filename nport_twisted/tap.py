@@ -112,6 +112,8 @@ class Options(usage.Options):
          "Real COM on 10950/10966).", int],
         ["http-port", None, 80,
          "TCP port of the web console and JSON API (plus --port-offset); 0 turns it off.", int],
+        ["telnet-port", None, 23,
+         "TCP port of the telnet console (plus --port-offset); 0 turns it off.", int],
         ["https-port", None, None,
          "Also serve the web console over HTTPS on this port (plus --port-offset), e.g. 443.", int],
         ["https-cert", None, None,
@@ -136,7 +138,7 @@ class Options(usage.Options):
             raise usage.UsageError("--port-offset must be from 0 to 65535")
         if self["dsci-port"] is not None and not 0 < self["dsci-port"] < 65536:
             raise usage.UsageError("--dsci-port must be from 1 to 65535")
-        for name in ("http-port", "https-port"):
+        for name in ("http-port", "https-port", "telnet-port"):
             port = self[name]
             if port and not 0 < port + self["port-offset"] < 65536:
                 raise usage.UsageError(f"--{name} {port} plus --port-offset is outside 1-65535")
@@ -205,12 +207,19 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
     from nport_twisted.services.discovery import device_services
     for child in device_services(svc):
         child.setServiceParent(svc)
-    # Web console and JSON API (TCP 80 + offset; optional HTTPS).
-    from nport_twisted.web import web_services
+    # Web console and JSON API (TCP 80 + offset; optional HTTPS) and the telnet
+    # console (TCP 23 + offset): one console state, so both edit the same pending
+    # settings and share the password, setup token and login rate limiting.
+    from nport_twisted.web import WebConsole, web_services
+    console = WebConsole(svc)
     for child in web_services(svc, http_port=options["http-port"] or None,
                               https_port=options["https-port"] or None,
-                              cert=options["https-cert"]):
+                              cert=options["https-cert"], console=console):
         child.setServiceParent(svc)
+    if options["telnet-port"]:
+        from nport_twisted.console import telnet_services
+        for child in telnet_services(svc, console, options["telnet-port"]):
+            child.setServiceParent(svc)
     if options["config"]:
         _reload_on_sighup(reactor, svc)
     return svc

@@ -242,6 +242,36 @@ class SighupTests(SynchronousTestCase):
         self.assertEqual(signal.getsignal(signal.SIGHUP), signal.SIG_DFL)
 
 
+class ConsoleOptionTests(SynchronousTestCase):
+    def test_telnet_and_web_share_one_console(self) -> None:
+        """--telnet-port listens on 23 + offset by default; both consoles share one state."""
+        from nport_twisted.console.telnet import TelnetConsoleFactory
+        from nport_twisted.web.resources import ConsoleSite
+
+        reactor = MemoryReactorClock()
+        svc = makeService(_parse(self, "--ports", "/dev/nx0", "--port-offset", "10000"),
+                          reactor=reactor)
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        factories = {number: factory for number, factory, *_ in reactor.tcpServers}
+        telnet, web = factories[10023], factories[10080]
+        self.assertIsInstance(telnet, TelnetConsoleFactory)
+        self.assertIsInstance(web, ConsoleSite)
+        self.assertIs(telnet.console, web.console)
+        self.assertTrue(telnet.console.telnet_served and telnet.console.web_served)
+
+    def test_telnet_port_off_and_range(self) -> None:
+        """--telnet-port 0 turns it off; a port outside 1-65535 after the offset is refused."""
+        reactor = MemoryReactorClock()
+        svc = makeService(_parse(self, "--ports", "/dev/nx0", "--port-offset", "10000",
+                                 "--telnet-port", "0"), reactor=reactor)
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        self.assertNotIn(10023, [number for number, *_ in reactor.tcpServers])
+        self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0",
+                          "--port-offset", "60000", "--telnet-port", "6000")
+
+
 class _FailingEndpoint:
     def __init__(self, err: Exception) -> None:
         self.err = err

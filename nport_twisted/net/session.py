@@ -243,6 +243,7 @@ class ReadHold(enum.Enum):
     """Why reading from a peer is paused; it resumes when no reason is left."""
 
     SERIAL_BUSY = "the serial device is not keeping up"
+    PEER_NOT_READING = "the peer does not read what we send"
 
 
 class AdmittedSession(Protocol, ClockedTimeout):

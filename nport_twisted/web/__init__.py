@@ -57,6 +57,7 @@ def web_services(
     C{http_port=None} serves HTTPS only.
     """
     console = console if console is not None else WebConsole(server)
+    console.web_served = http_port is not None or https_port is not None
     site = ConsoleSite(console, reactor=server.reactor)
     services: list[service.IService] = [_Announce(console)]
     if http_port is not None:

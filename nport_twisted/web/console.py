@@ -26,7 +26,15 @@ from nport_twisted.config.identity import DeviceIdentity, resolve_identity, upti
 from nport_twisted.config.settings import DeviceConfig, OpMode, PasswordSettings
 from nport_twisted.net.context import IDeviceContext
 from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
-from nport_twisted.web.forms import FieldErrors, check_modes, refused_settings, to_json
+from nport_twisted.web.forms import (
+    Field,
+    FieldErrors,
+    check_modes,
+    refused_notes,
+    refused_settings,
+    to_json,
+)
+from nport_twisted.web.forms import field_help as forms_field_help
 
 #: Password length limits of this console (ours: MOXA allowed 1-16 characters).
 MIN_PASSWORD = 8
@@ -161,8 +169,9 @@ class WebConsole:
         if self.setup_token is None:
             self.setup_token = new_token(12)
         self._log.warn(
-            "web console: no password is set. Open the web console and set one with the "
-            "one-time setup token {token} (valid until a password is set or the service restarts)",
+            "web console: no password is set. Open the web (or telnet) console and set one "
+            "with the one-time setup token {token} (valid until a password is set or the "
+            "service restarts)",
             token=self.setup_token,
         )
 
@@ -448,6 +457,15 @@ class WebConsole:
             "requested": to_json(channel.effective_settings),
             "refused": refused_settings(channel.effective_settings, channel.actual_settings),
         }
+
+    def serial_notes(self, index: int) -> dict[str, str]:
+        """"requested 7, in force 8" for port C{index}'s settings the device did not take."""
+        channel = self.server.ports[index].channel
+        return refused_notes(channel.effective_settings, channel.actual_settings)
+
+    def field_help(self, field: Field, index: int | None = None) -> str:
+        """C{field}'s help on port C{index}, with the real port numbers (offset included)."""
+        return forms_field_help(field, index, self.server.port_offset)
 
     def status_json(self) -> dict[str, Any]:
         return {

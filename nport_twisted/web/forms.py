@@ -26,7 +26,7 @@ import enum
 import json
 import re
 import typing
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Callable, TypeVar
 
 import attrs
@@ -50,6 +50,9 @@ from nport_twisted.config.settings import (
     SerialInterface,
     SerialSettings,
     UdpDestination,
+    realcom_command_port,
+    realcom_data_port,
+    tcp_server_port,
 )
 
 _T = TypeVar("_T")
@@ -617,6 +620,53 @@ def _async_settings(settings: Mapping[str, Any]) -> dict[str, str]:
         "fifo": "Enable" if settings["fifo"] else "Disable",
         "interface": settings["interface"].upper(),
     }
+
+
+def refused_notes(requested: SerialSettings, in_force: SerialSettings | None) -> dict[str, str]:
+    """
+    "requested 7, in force 8" for each serial setting the open device did
+    not take (none while it is closed), by field name.
+    """
+    if in_force is None:
+        return {}
+    notes = {}
+    for f in SERIAL_FIELDS:
+        a, b = getattr(requested, f.name), getattr(in_force, f.name)
+        if f.name != "alias" and a != b:
+            notes[f.name] = refused_text(setting_text(f, a), setting_text(f, b))
+    return notes
+
+
+#: Port settings whose 0 means the NPort default of port n, with that default.
+_PORT_DEFAULTS: dict[str, tuple[str, Callable[[int], int]]] = {
+    "local_tcp_port": ("TCP", tcp_server_port),
+    "udp_local_port": ("UDP", tcp_server_port),
+    "command_port": ("TCP", realcom_command_port),
+    "data_port": ("TCP", realcom_data_port),
+}
+
+
+def port_default(name: str, index: int | None) -> int | None:
+    """The port a port setting C{name} left at 0 means on port C{index}; None for other settings."""
+    known = _PORT_DEFAULTS.get(name)
+    return None if known is None or index is None else known[1](index)
+
+
+def field_help(field: Field, index: int | None = None, offset: int = 0) -> str:
+    """
+    The help text of C{field} on port C{index} (0-based): a port setting
+    names the real default port of that port and, with --port-offset, the
+    number the box really listens on.
+    """
+    known = _PORT_DEFAULTS.get(field.name)
+    if known is None or index is None:
+        return field.help
+    proto, default = known
+    number = default(index)
+    if not offset:
+        return f"0 = {proto} {number}"
+    return (f"0 = {proto} {number}; --port-offset {offset} is added to the port given "
+            f"(0 listens on {number + offset})")
 
 
 def refused_text(requested: str, in_force: str) -> str:
@@ -1228,6 +1278,9 @@ __all__ = [
     "list_texts",
     "localized",
     "monitor_display",
+    "field_help",
+    "port_default",
+    "refused_notes",
     "refused_settings",
     "refused_text",
     "setting_text",

@@ -516,24 +516,6 @@ class WarningPage(SectionPage):
     note = "These settings are stored and exported; this version sends no e-mail or SNMP trap yet."
 
 
-def serial_notes(console: WebConsole, index: int) -> dict[str, str]:
-    """
-    "requested 7, in force 8" for each serial setting of port C{index}
-    that the open device did not take (a pty refuses parity and data bits).
-    """
-    channel = console.server.ports[index].channel
-    actual = channel.actual_settings
-    if actual is None:
-        return {}
-    wanted = channel.effective_settings
-    notes = {}
-    for f in forms.SERIAL_FIELDS:
-        a, b = getattr(wanted, f.name), getattr(actual, f.name)
-        if f.name != "alias" and a != b:
-            notes[f.name] = forms.refused_text(forms.setting_text(f, a), forms.setting_text(f, b))
-    return notes
-
-
 class SerialPage(HtmlPage):
     title = "Serial Settings"
     path = "/serial"
@@ -552,7 +534,7 @@ class SerialPage(HtmlPage):
         index = _port_arg(self.console, request)
         value = self.console.pending.ports[index].serial
         texts = dict(form) if form is not None else html.texts_for(forms.SERIAL_FIELDS, value)
-        notes = serial_notes(self.console, index)
+        notes = self.console.serial_notes(index)
         extra = []
         if len(self.console.server.ports) > 1:
             box = tags.input(type="checkbox", name="apply_all", id="apply_all", value="on")
