@@ -13,7 +13,19 @@ class NPortError(Exception):
 
 
 class ConfigError(NPortError):
-    """A settings file or value is invalid; the message names the key and value."""
+    """
+    A settings file or value is invalid; the message names the key and
+    value.  C{problems} lists every problem found (the message joins them).
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems or (message,)
+
+    @classmethod
+    def of(cls, problems: list[str]) -> ConfigError:
+        """One error for every problem of C{problems} (at least one)."""
+        return cls("; ".join(problems), tuple(problems))
 
 
 class SerialSettingRefused(NPortError):

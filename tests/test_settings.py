@@ -843,3 +843,54 @@ class StoreTests(SynchronousTestCase):
         A failing rename leaves the old file and removes the temporary one.
         """
         self.assert_failed_write_harmless("replace")
+
+
+class AddressValidatorTests(SynchronousTestCase):
+    """Auto Warning's addresses (issue 11) and the limits the consoles show as input hints."""
+
+    def test_hosts_and_emails(self) -> None:
+        """Hosts are IPv4 addresses or DNS names; e-mail addresses local@host."""
+        from nport_twisted.config.settings import is_email, is_host
+
+        for good in ("10.0.0.30", "mail", "smtp.plant.example", "a-b.c."):
+            self.assertTrue(is_host(good), good)
+        for bad in ("", "10.0.0.300", "1.2.3", "-x", "a b", "x..y", "ü.example"):
+            self.assertFalse(is_host(bad), bad)
+        self.assertTrue(is_email("ops@plant.example"))
+        for bad in ("ops", "@plant", "ops@", "o ps@plant", "a@b@c", "ops@bad host"):
+            self.assertFalse(is_email(bad), bad)
+
+    def test_auto_warning_refuses_bad_addresses(self) -> None:
+        """A bad sender, recipient or server is refused, naming the field."""
+        from nport_twisted.config.settings import AutoWarningSettings
+
+        for field, value in (("mail_from", "ops"), ("mail_to", ("x@",)),
+                             ("trap_server", "bad host"), ("mail_server", "1.2.3.4.5")):
+            e = self.assertRaises(ValueError, AutoWarningSettings, **{field: value})
+            self.assertIn(field, str(e))
+
+    def test_input_limits(self) -> None:
+        """The consoles read maxlength and ranges off the validators."""
+        from nport_twisted.config.settings import (
+            AutoWarningSettings,
+            OperatingSettings,
+            SerialSettings,
+            input_limits,
+        )
+
+        self.assertEqual(input_limits(SerialSettings, "alias"), {"max_length": 15})
+        self.assertEqual(input_limits(OperatingSettings, "tcp_alive_check_min"),
+                         {"low": 0, "high": 99})
+        self.assertEqual(input_limits(AutoWarningSettings, "mail_from"), {"max_length": 63})
+        self.assertEqual(input_limits(SerialSettings, "parity"), {})
+
+    def test_every_bad_key_reported(self) -> None:
+        """A settings file with several bad values names every one."""
+        from nport_twisted._exceptions import ConfigError
+        from nport_twisted.config.store import loads
+
+        e = self.assertRaises(ConfigError, loads,
+                              "[basic]\nweb_console = maybe\nnope = 1\n[port1.serial]\nbaudrate = x\n")
+        self.assertEqual(len(e.problems), 3)
+        for key in ("web_console", "nope", "baudrate"):
+            self.assertIn(key, str(e))

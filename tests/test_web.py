@@ -1898,3 +1898,89 @@ class TruthTests(WebTestCase):
         )
         self.assertEqual(api.code, 400)
         self.assertIn("telnet_console", [e["field"] for e in api.json()["errors"]])
+
+
+class ModernTests(WebTestCase):
+    """Hints, help, and errors all at once (issue 11 part 4)."""
+
+    def test_input_hints_match_validators(self) -> None:
+        """maxlength and numeric hints come from the settings validators."""
+        self.login()
+
+        def tag(page: str, name: str) -> str:
+            m = re.search(rf'<input[^>]*name="{re.escape(name)}"[^>]*>', page)
+            assert m is not None, name
+            return m.group(0)
+
+        self.assertIn('maxlength="15"', tag(self.client.get("/serial?port=1").text, "alias"))
+        self.assertIn('maxlength="39"', tag(self.client.get("/basic").text, "server_name"))
+        operating = self.client.get("/operating?port=2").text
+        alive = tag(operating, "tcp_alive_check_min")
+        self.assertIn('inputmode="numeric"', alive)
+        self.assertIn('maxlength="2"', alive)
+        self.assertIn('maxlength="5"', tag(operating, "local_tcp_port"))
+        self.assertIn("0-99, 0 = off", operating)
+        self.assertIn('maxlength="63"', tag(self.client.get("/warning").text, "mail_to.1"))
+
+    def test_help_names_real_ports(self) -> None:
+        """Port help says which port 0 means on this port, offset included."""
+        self.login()
+        page = self.client.get("/operating?port=2").text
+        self.assertIn("0 = TCP 4002; --port-offset 10000 is added to the port given "
+                      "(0 listens on 14002)", page)
+        self.assertIn("0 = TCP 967;", page)
+        self.assertNotIn("4001+n-1", page)
+
+    def test_monitor_says_when_not_refreshing(self) -> None:
+        """Without the script the monitor says it is a snapshot."""
+        self.login()
+        self.assertIn("Not refreshing: this is a snapshot", self.client.get("/monitor").text)
+
+    def test_setup_errors_at_once(self) -> None:
+        """The set-password page reports every problem at once."""
+        self.server.config = attrs.evolve(self.server.config, password=PasswordSettings())
+        response = self.client.post(
+            "/setup", form={"setup_token": "", "new_password": "short", "new_password2": "other"}
+        )
+        self.assertEqual(response.code, 400)
+        for name in ("setup_token", "new_password", "new_password2"):
+            self.assertIn(f'id="{name}-error"', response.text)
+
+    def test_import_errors_at_once(self) -> None:
+        """An imported file with several bad values lists them all."""
+        csrf = self.login()
+        text = "[basic]\nserver_name = ok\nweb_console = maybe\n[port1.serial]\nbaudrate = fast\n"
+        boundary = "----nport"
+        body = (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"csrf_token\"\r\n\r\n{csrf}\r\n"
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.ini\"\r\n"
+            f"Content-Type: text/plain\r\n\r\n{text}\r\n--{boundary}--\r\n"
+        ).encode()
+        response = self.client.post(
+            "/config", body=body,
+            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
+        self.assertEqual(response.code, 400)
+        self.assertIn("the file has 2 problems", response.text)
+        self.assertIn("web_console", response.text)
+        self.assertIn("baudrate", response.text)
+        self.assertFalse(self.console.has_pending)
+
+    def test_auto_warning_validates_addresses(self) -> None:
+        """E-mail addresses and servers are checked like the other pages' addresses."""
+        csrf = self.login()
+        response = self.client.post(
+            "/warning",
+            form={"csrf_token": csrf, "mail_server": "mail server", "mail_from": "ops",
+                  "mail_to.1": "x@", "trap_server": "10.0.0.300"},
+        )
+        self.assertEqual(response.code, 400)
+        for name in ("mail_server", "mail_from", "trap_server"):
+            self.assertIn(f'id="{name}-error"', response.text)
+        self.assertIn("not an e-mail address", response.text)
+        ok = self.client.post(
+            "/warning",
+            form={"csrf_token": csrf, "mail_server": "smtp.plant.example", "mail_from": "nport@plant",
+                  "mail_to.1": "ops@plant.example", "trap_server": "10.0.0.30"},
+        )
+        self.assertEqual(ok.code, 303)

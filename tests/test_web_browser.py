@@ -205,9 +205,8 @@ class BrowserTests(TestCase):
         alias = d.find_element(By.ID, "alias")
         alias.clear()
         alias.send_keys("this alias is far too long")
-        d.find_element(By.CSS_SELECTOR, 'button[name="Submit"]').click()
-        self._text_in_page("is longer than 15 characters")  # shown next to the field
-        alias = d.find_element(By.ID, "alias")
+        # The input's maxlength is the validator's limit (issue 11): the browser keeps 15.
+        self.assertEqual(alias.get_attribute("value"), "this alias is f")
         alias.clear()
         alias.send_keys("weigh scale")
         d.find_element(By.CSS_SELECTOR, 'button[name="Submit"]').click()
@@ -217,6 +216,15 @@ class BrowserTests(TestCase):
         d.find_element(By.CSS_SELECTOR, 'a[href="/operating?port=1"]').click()
         self._text_in_page("Operating Settings - Port 1")
         self.assertTrue(d.find_elements(By.ID, "data_port"))
+        alive = d.find_element(By.ID, "tcp_alive_check_min")
+        alive.clear()
+        alive.send_keys("9x")
+        d.find_element(By.CSS_SELECTOR, 'button[name="Submit"]').click()
+        # shown next to the field
+        self._until(
+            lambda d: d.find_element(By.ID, "tcp_alive_check_min-error").text
+            == "must be a whole number"
+        )
         Select(d.find_element(By.ID, "mode")).select_by_value("tcp-server")
         # The script reloads the page with the TCP Server fields.
         self._until(lambda d: d.find_elements(By.ID, "local_tcp_port"))
@@ -289,3 +297,77 @@ class BrowserTests(TestCase):
         yield self.in_browser(self._monitor_shows, "rx", "10")
         yield self.in_browser(self._monitor_shows, "baudrate", "9600")
         yield self.in_browser(self._shot, "monitor")
+
+    # -- issue 11: conflicts, requested/in force, a phone's width ---------------------------------
+
+    def _conflict_refused(self) -> None:
+        from selenium.webdriver.common.by import By
+
+        d = self.driver
+        d.get(self.base + "/operating?port=2")
+        field = d.find_element(By.ID, "local_tcp_port")
+        field.clear()
+        field.send_keys("966")
+        d.find_element(By.CSS_SELECTOR, 'button[name="Submit"]').click()
+        self._until(
+            lambda d: "is also port 1's command port"
+            in d.find_element(By.ID, "local_tcp_port-error").text
+        )
+        self._shot("port-conflict")
+
+    def _refused_setting_shown(self) -> None:
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import Select
+
+        d = self.driver
+        d.get(self.base + "/serial?port=2")
+        Select(d.find_element(By.ID, "bytesize")).select_by_visible_text("7")
+        d.find_element(By.CSS_SELECTOR, 'button[name="Submit"]').click()
+        self._text_in_page("Settings stored")
+        d.find_element(By.CSS_SELECTOR, 'a[href="/saverestart"]').click()
+        d.find_element(By.ID, "save-restart").click()
+        self._text_in_page("Save/Restart OK")
+        d.get(self.base + "/serial?port=2")
+        self._until(
+            lambda d: d.find_element(By.ID, "bytesize-refused").text == "requested 7, in force 8"
+        )
+        self._shot("requested-in-force")
+        d.get(self.base + "/monitor")
+        cell = '[data-port="2"][data-key="bytesize"]'
+        self._until(lambda d: d.find_element(By.CSS_SELECTOR, cell).text == "requested 7, in force 8")
+
+    def _phone_width(self) -> dict[str, tuple[int, int]]:
+        """scrollWidth and viewport width of each page at 390 px (an iPhone 12-14)."""
+        d = self.driver
+        d.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True},
+        )
+        widths = {}
+        for path in ("/overview", "/basic", "/network", "/serial?port=1", "/operating?port=1",
+                     "/operating?port=2", "/accessible", "/warning", "/password",
+                     "/factory", "/config", "/saverestart", "/monitor"):
+            d.get(self.base + path)
+            self._text_in_page("Main Menu")
+            widths[path] = d.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth];"
+            )
+        self._shot("phone-monitor")
+        return widths
+
+    @inlineCallbacks
+    def test_truthful_console_on_a_phone(self) -> Generator[Deferred[Any], Any, None]:
+        """A port conflict is refused next to its field, a refused setting reads "requested 7,
+        in force 8" (serial page and monitor), and every page fits a 390 px phone."""
+        self.device2.refuse = {"bytesize"}  # as a pty refuses 7 data bits
+        self.driver = yield self.in_browser(start_browser, self.profile)
+        yield self.in_browser(self._set_password_and_login, self.setup_token())
+        yield self.in_browser(self._conflict_refused)
+        self.assertEqual(self.server.config.ports[1].operating.local_tcp_port, 0)
+        self.assertFalse(self.console.has_pending)
+        yield self.in_browser(self._refused_setting_shown)
+        self.assertEqual(self.device2.in_force.bytesize, 8)
+        widths = yield self.in_browser(self._phone_width)
+        for path, (scroll, viewport) in widths.items():
+            self.assertEqual(viewport, 390, path)
+            self.assertLessEqual(scroll, viewport, path)

@@ -18,6 +18,7 @@ import enum
 import hashlib
 import hmac
 import ipaddress
+import re
 import os
 import unicodedata
 from typing import Any, Callable, Iterable, TypeVar
@@ -116,10 +117,32 @@ def _port_tuple(value: Iterable[PortConfig]) -> tuple[PortConfig, ...]:
     return tuple(value)
 
 
+#: What a validator allows, for input hints in the consoles (maxlength, ranges):
+#: validator -> {"low": …, "high": …} or {"max_length": …}.  See L{input_limits}.
+_LIMITS: dict[Any, dict[str, int]] = {}
+
+
+def input_limits(cls: type[Any], name: str) -> dict[str, int]:
+    """
+    The limits field C{name} of settings class C{cls} validates
+    (C{low}/C{high} for numbers, C{max_length} for text); empty when its
+    validator states none.
+    """
+    for f in attrs.fields(cls):
+        if f.name == name:
+            limits: dict[str, int] = {}
+            # A list of validators becomes attrs' and_(): look at each.
+            for v in getattr(f.validator, "_validators", (f.validator,)):
+                limits.update(_LIMITS.get(v, {}))
+            return limits
+    return {}
+
+
 def _range(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
     def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ValueError(f"{attribute.name} must be an integer from {low} to {high}")
+    _LIMITS[check] = {"low": low, "high": high}
     return check
 
 
@@ -129,6 +152,7 @@ def _optional_range(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any],
     def check(inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         if value is not None:
             inner(inst, attribute, value)
+    _LIMITS[check] = {"low": low, "high": high}
     return check
 
 
@@ -165,6 +189,7 @@ def _text(max_len: int, allow_empty: bool = True) -> Callable[[Any, attrs.Attrib
         problem = text_problem(value)
         if problem is not None:
             raise ValueError(f"{attribute.name} {problem}")
+    _LIMITS[check] = {"max_length": max_len}
     return check
 
 
@@ -184,6 +209,44 @@ def _ipv4(optional: bool = True) -> Callable[[Any, attrs.Attribute[Any], Any], N
             ipaddress.IPv4Address(value if isinstance(value, str) else "")
         except ValueError:
             raise ValueError(f"{attribute.name} must be an IPv4 address like 192.168.127.254") from None
+    return check
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def is_host(text: str) -> bool:
+    """An IPv4 address or a DNS host name (letters, digits, hyphens; dotted labels)."""
+    labels = text[:-1].split(".") if text.endswith(".") else text.split(".")
+    if not text or len(text) > 253:
+        return False
+    if all(label.isascii() and label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            return False
+        return True
+    return all(_HOST_LABEL.match(label) for label in labels)
+
+
+def is_email(text: str) -> bool:
+    """C{local@host}: a local part without spaces, commas or controls, and a host (L{is_host})."""
+    local, at, host = text.rpartition("@")
+    return (bool(at) and bool(local) and "@" not in local and _plain_word(local)
+            and is_host(host))
+
+
+def _host() -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value and not is_host(value):
+            raise ValueError(f"{attribute.name} must be an IPv4 address or a host name")
+    return check
+
+
+def _email() -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value and not is_email(value):
+            raise ValueError(f"{attribute.name} must be an e-mail address like ops@plant.example")
     return check
 
 
@@ -429,12 +492,12 @@ class AccessibleIPSettings:
 class AutoWarningSettings:
     """settings.md §7."""
 
-    mail_server: str = attrs.field(default="", validator=_text(63))
+    mail_server: str = attrs.field(default="", validator=[_text(63), _host()])
     mail_user: str = attrs.field(default="", validator=_text(63))
     mail_password: str = attrs.field(default="", validator=_text(63), repr=False)  # never replied
-    mail_from: str = attrs.field(default="", validator=_text(63))
+    mail_from: str = attrs.field(default="", validator=[_text(63), _email()])
     mail_to: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple)
-    trap_server: str = attrs.field(default="", validator=_text(63))
+    trap_server: str = attrs.field(default="", validator=[_text(63), _host()])
     mail_cold_start: bool = False
     mail_warm_start: bool = False
     mail_auth_failure: bool = False
@@ -450,6 +513,9 @@ class AutoWarningSettings:
                                  for a in value):
             raise ValueError("mail_to: at most 4 addresses of up to 63 characters, "
                              "without spaces or commas")
+        for a in value:
+            if not is_email(a):
+                raise ValueError(f"mail_to: {a!r} is not an e-mail address like ops@plant.example")
 
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1

@@ -183,14 +183,18 @@ def section_from_dict(cls: type[Any], items: dict[str, str], section: str, where
     """
     codecs = {name: from_text for name, _, from_text in _fields(cls)}
     values: dict[str, Any] = {}
+    problems: list[str] = []  # every bad key at once, not only the first
     for key, raw in items.items():
         if key not in codecs:
-            raise ConfigError(f"{where}: [{section}] unknown key {key!r} (= {raw!r}); "
-                              "known keys: " + ", ".join(codecs))
+            problems.append(f"{where}: [{section}] unknown key {key!r} (= {raw!r}); "
+                            "known keys: " + ", ".join(codecs))
+            continue
         try:
             values[key] = codecs[key](raw)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{where}: [{section}] {key} = {raw!r}: {_reason(e)}") from None
+            problems.append(f"{where}: [{section}] {key} = {raw!r}: {_reason(e)}")
+    if problems:
+        raise ConfigError.of(problems)
     try:
         return attrs.evolve(base, **values) if base is not None else cls(**values)
     except (ValueError, TypeError) as e:
@@ -239,25 +243,14 @@ def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None
     known = {name for name, _ in _SECTIONS} | {"accessible_ip"}
     groups: dict[str, Any] = {}
     ports: dict[int, dict[str, Any]] = {}
+    problems: list[str] = []  # every bad section at once, not only the first
     for section in parser.sections():
-        items = dict(parser[section])
-        m = _PORT_SECTION.match(section)
-        if m:
-            index, kind = int(m.group(1)), m.group(2)
-            if not 1 <= index <= 32:
-                raise ConfigError(f"{where}: [{section}] port numbers go from 1 to 32")
-            old = base.ports[index - 1] if index <= len(base.ports) else _new_port(default_mode)
-            cls = SerialSettings if kind == "serial" else OperatingSettings
-            ports.setdefault(index, {})[kind] = section_from_dict(
-                cls, items, section, where, getattr(old, kind))
-        elif section == "accessible_ip":
-            groups[section] = section_from_dict(AccessibleIPSettings, items, section, where)
-        elif section in known:
-            cls = dict(_SECTIONS)[section]
-            groups[section] = section_from_dict(cls, items, section, where, getattr(base, section))
-        else:
-            raise ConfigError(f"{where}: unknown section [{section}]; known: "
-                              + ", ".join(sorted(known)) + ", port<N>.serial, port<N>.operating")
+        try:
+            _load_section(parser, section, where, base, default_mode, known, groups, ports)
+        except ConfigError as e:
+            problems.extend(e.problems)
+    if problems:
+        raise ConfigError.of(problems)
     port_list = list(base.ports)
     if ports:
         highest = max(ports)
@@ -269,6 +262,30 @@ def loads(text: str, where: str = "<settings>", base: DeviceConfig | None = None
         for n, kinds in ports.items():
             port_list[n - 1] = attrs.evolve(port_list[n - 1], **kinds)
     return attrs.evolve(base, ports=tuple(port_list), **groups)
+
+
+def _load_section(parser: configparser.ConfigParser, section: str, where: str,
+                  base: DeviceConfig, default_mode: OpMode, known: set[str],
+                  groups: dict[str, Any], ports: dict[int, dict[str, Any]]) -> None:
+    """Parse one section of a settings file into C{groups} or C{ports}."""
+    items = dict(parser[section])
+    m = _PORT_SECTION.match(section)
+    if m:
+        index, kind = int(m.group(1)), m.group(2)
+        if not 1 <= index <= 32:
+            raise ConfigError(f"{where}: [{section}] port numbers go from 1 to 32")
+        old = base.ports[index - 1] if index <= len(base.ports) else _new_port(default_mode)
+        cls = SerialSettings if kind == "serial" else OperatingSettings
+        ports.setdefault(index, {})[kind] = section_from_dict(
+            cls, items, section, where, getattr(old, kind))
+    elif section == "accessible_ip":
+        groups[section] = section_from_dict(AccessibleIPSettings, items, section, where)
+    elif section in known:
+        cls = dict(_SECTIONS)[section]
+        groups[section] = section_from_dict(cls, items, section, where, getattr(base, section))
+    else:
+        raise ConfigError(f"{where}: unknown section [{section}]; known: "
+                          + ", ".join(sorted(known)) + ", port<N>.serial, port<N>.operating")
 
 
 def _new_port(mode: OpMode) -> PortConfig:

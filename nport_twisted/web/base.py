@@ -183,7 +183,8 @@ def import_settings(console: WebConsole, raw: bytes, network: bool, field: str) 
     try:
         new = import_config(text, console.pending, network=network, where="imported file")
     except ConfigError as e:
-        raise FieldErrors({field: str(e)}) from None
+        # Every problem at once, one per line (the page lists them).
+        raise FieldErrors({field: "\n".join(e.problems)}) from None
     new = new.with_port_count(len(console.server.ports), console.server.default_mode)
     forms.check_modes(new, console.implemented, field)
     return new

@@ -50,6 +50,7 @@ from nport_twisted.config.settings import (
     SerialInterface,
     SerialSettings,
     UdpDestination,
+    input_limits,
     realcom_command_port,
     realcom_data_port,
     tcp_server_port,
@@ -172,6 +173,28 @@ class Field:
     count: int = 0
     item: str = "text"
     size: int = 24
+    # What the settings validator allows (input hints: maxlength, numeric range).
+    max_length: int | None = None
+    low: int | None = None
+    high: int | None = None
+
+
+def _hinted(cls: type[Any], fields: Iterable[Field]) -> tuple[Field, ...]:
+    """
+    C{fields} with the limits their settings validators state
+    (L{input_limits}), so the inputs carry matching maxlength/numeric
+    hints; a number without help text gets its range as help.
+    """
+    out = []
+    for f in fields:
+        limits = input_limits(cls, f.name)
+        if limits:
+            f = attrs.evolve(f, max_length=limits.get("max_length", f.max_length),
+                             low=limits.get("low", f.low), high=limits.get("high", f.high))
+        if f.kind == "int" and f.low is not None and f.high is not None and not f.help:
+            f = attrs.evolve(f, help=f"{f.low}-{f.high}")
+        out.append(f)
+    return tuple(out)
 
 
 def _enum_choices(
@@ -313,7 +336,8 @@ OPERATING_FIELDS: dict[str, Field] = {
         Field("secure", "Secure (TLS)", "bool"),
         Field("destinations", "Destination IP:port", "list", count=4, help="HOST:PORT"),
         Field(
-            "designated_local_ports", "Designated local port", "list", count=4, item="int", size=6
+            "designated_local_ports", "Designated local port", "list", count=4, item="int", size=6,
+            low=0, high=65535,
         ),
         Field(
             "connection_control", "Connection control", "choice", _enum_choices(ConnectionControl)
@@ -384,7 +408,7 @@ AUTO_WARNING_FIELDS: tuple[Field, ...] = (
     Field("mail_user", "User name"),
     Field("mail_password", "Password", "secret", help="empty = keep the stored password"),
     Field("mail_from", "From e-mail address"),
-    Field("mail_to", "E-mail address", "list", count=4),
+    Field("mail_to", "E-mail address", "list", count=4, max_length=63),
     Field("trap_server", "SNMP trap server"),
     Field("mail_cold_start", "Mail: cold start", "bool"),
     Field("mail_warm_start", "Mail: warm start", "bool"),
@@ -395,6 +419,13 @@ AUTO_WARNING_FIELDS: tuple[Field, ...] = (
     Field("trap_warm_start", "Trap: warm start", "bool"),
     Field("trap_auth_failure", "Trap: authentication failure", "bool"),
 )
+
+
+BASIC_FIELDS = _hinted(BasicSettings, BASIC_FIELDS)
+NETWORK_FIELDS = _hinted(NetworkSettings, NETWORK_FIELDS)
+SERIAL_FIELDS = _hinted(SerialSettings, SERIAL_FIELDS)
+OPERATING_FIELDS = {f.name: f for f in _hinted(OperatingSettings, OPERATING_FIELDS.values())}
+AUTO_WARNING_FIELDS = _hinted(AutoWarningSettings, AUTO_WARNING_FIELDS)
 
 
 def operating_fields(mode: OpMode) -> tuple[Field, ...]:

@@ -191,10 +191,12 @@ def widget(
     errors: Mapping[str, str],
     disabled: Collection[str] = (),
     note: str = "",
+    help: str | None = None,
 ) -> list[Any]:
     """
     The input(s) of C{field} showing C{texts}, with its error after it and
-    C{note} (e.g. "requested 7, in force 8") after that.
+    C{note} (e.g. "requested 7, in force 8") after that, then C{help}
+    (default: the field's own).
     """
     name = field.name
     text = texts.get(name, "")
@@ -225,14 +227,17 @@ def widget(
         for i in range(1, field.count + 1):
             sub = f"{name}.{i}"
             out.append(
-                _input(sub, texts.get(sub, ""), errors, field.size, label=f"{field.label} {i}")
+                _hints(
+                    _input(sub, texts.get(sub, ""), errors, field.size, label=f"{field.label} {i}"),
+                    field, field.item,
+                )
             )
             out.extend(_error(errors, sub))
             out.append(" ")
     elif field.kind == "secret":
         out.append(_input(name, "", errors, field.size, kind="password"))
     else:
-        out.append(_input(name, text, errors, field.size))
+        out.append(_hints(_input(name, text, errors, field.size), field, field.kind))
     if name in errors:
         tag = out[0]
         if isinstance(tag, Tag) and tag.tagName in ("select", "input") and field.kind != "list":
@@ -240,9 +245,22 @@ def widget(
     out.extend(_error(errors, name))
     if note:
         out.append(tags.span(class_="refused", id=f"{name}-refused")(note))
-    if field.help:
-        out.append(tags.span(class_="help")(field.help))
+    shown_help = field.help if help is None else help
+    if shown_help:
+        out.append(tags.span(class_="help")(shown_help))
     return out
+
+
+def _hints(tag: Tag, field: Field, kind: str) -> Tag:
+    """Input hints matching the validator: maxlength for text, a numeric keyboard for numbers."""
+    if kind == "int":
+        tag(inputmode="numeric")
+        if field.high is not None:
+            digits = len(str(field.high)) + (1 if (field.low or 0) < 0 else 0)
+            tag(maxlength=str(digits))
+    elif field.max_length is not None:
+        tag(maxlength=str(field.max_length))
+    return tag
 
 
 def form_rows(
@@ -251,6 +269,7 @@ def form_rows(
     errors: Mapping[str, str],
     disabled: Mapping[str, Collection[str]] | None = None,
     notes: Mapping[str, str] | None = None,
+    helps: Mapping[str, str] | None = None,
 ) -> list[Tag]:
     rows = []
     for f in fields:
@@ -265,7 +284,7 @@ def form_rows(
                 tags.td(
                     *widget(
                         f, texts, errors, (disabled or {}).get(f.name, ()),
-                        (notes or {}).get(f.name, ""),
+                        (notes or {}).get(f.name, ""), (helps or {}).get(f.name),
                     )
                 ),
             )

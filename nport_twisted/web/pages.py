@@ -265,6 +265,21 @@ class LogoutPage(ConsoleResource):
         return redirect(request, "/login")
 
 
+def setup_errors(form: Mapping[str, str]) -> dict[str, str]:
+    """Everything wrong with a set-password form, before the token is tried."""
+    errors: dict[str, str] = {}
+    password = form.get("new_password", "")
+    try:
+        check_new_password(password)
+    except FieldErrors as e:
+        errors.update(e.errors)
+    if form.get("new_password2", "") != password:
+        errors["new_password2"] = "the two passwords differ"
+    if not form.get("setup_token", "").strip():
+        errors["setup_token"] = "enter the setup token printed in the service log at start-up"
+    return errors
+
+
 class SetupPage(ConsoleResource):
     """First start: set the password with the one-time setup token from the log."""
 
@@ -318,10 +333,9 @@ class SetupPage(ConsoleResource):
             request.setHeader(b"retry-after", str(int(wait) + 1).encode())
             return self._form(request, {}, 429, wait_text(wait))
         password = form.get("new_password", "")
-        try:
-            check_new_password(password, form.get("new_password2", ""))
-        except FieldErrors as e:
-            return self._form(request, e.errors, 400)
+        errors = setup_errors(form)
+        if errors:  # every problem at once; the token is only tried with a good password
+            return self._form(request, errors, 400)
         if not self.console.claim_setup_token(form.get("setup_token", "").strip()):
             self.console.limiter.failed(peer)
             _log.warn("web console: wrong setup token from {peer}", peer=peer)
@@ -640,7 +654,8 @@ class OperatingPage(HtmlPage):
                 ),
             )
         ]
-        rows.extend(html.form_rows(fields, texts, errors))
+        helps = {f.name: self.console.field_help(f, index) for f in fields}
+        rows.extend(html.form_rows(fields, texts, errors, helps=helps))
         extra: list[Any] = []
         if "udp_destinations" in forms.MODE_FIELDS[mode]:
             extra.append(self._udp_table(texts, errors))
@@ -664,11 +679,15 @@ class OperatingPage(HtmlPage):
             cells: list[Any] = [tags.td(str(i))]
             for part, size in (("begin", 16), ("end", 16), ("port", 6)):
                 name = f"udp.{i}.{part}"
-                cell = tags.td(
-                    html._input(
-                        name, texts.get(name, ""), errors, size, label=f"Destination {i} {part}"
-                    )
+                box = html._input(
+                    name, texts.get(name, ""), errors, size, label=f"Destination {i} {part}"
                 )
+                # Hints as the validators: an IPv4 address, a port 1-65535.
+                if part == "port":
+                    box(maxlength="5", inputmode="numeric")
+                else:
+                    box(maxlength="15")
+                cell = tags.td(box)
                 if name in errors:
                     cell(tags.span(class_="error", id=f"{name}-error")(errors[name]))
                 cells.append(cell)
@@ -727,7 +746,9 @@ class AccessiblePage(HtmlPage):
             for part in ("ip", "netmask"):
                 name = f"acl.{i}.{part}"
                 cell = tags.td(
-                    html._input(name, texts.get(name, ""), errors, 16, label=f"Entry {i} {part}")
+                    html._input(name, texts.get(name, ""), errors, 16, label=f"Entry {i} {part}")(
+                        maxlength="15"
+                    )
                 )
                 if name in errors:
                     cell(tags.span(class_="error", id=f"{name}-error")(errors[name]))
@@ -823,8 +844,11 @@ class MonitorPage(HtmlPage):
         ]
         sections: list[Any] = [
             tags.p(class_="note")(
-                "Refreshed every second while this page is open. ",
-                tags.span(id="monitor-state", role="status")(""),
+                # The script replaces this; without it the page is a snapshot and says so.
+                tags.span(id="monitor-state", role="status")(
+                    "Not refreshing: this is a snapshot from when the page was loaded "
+                    "(JavaScript is off or blocked). Reload the page to update it."
+                ),
             ),
         ]
         for title, ident, columns in self._TABLES:
@@ -1046,9 +1070,15 @@ class ConfigPage(HtmlPage):
         message: str = "",
     ) -> bytes:
         err = errors.get("file", "") or errors.get("_form", "")
+        problems = err.split("\n") if err else []
+        listed: Any = ""
+        if len(problems) > 1:
+            err = f"Not imported: the file has {len(problems)} problems, all listed here."
+            listed = tags.ul(class_="error-list", id="file-errors")(*[tags.li(p) for p in problems])
         return self.page(
             request,
             session,
+            listed,
             tags.h2("Export"),
             tags.form(method="get", action="/export", class_="settings")(
                 tags.p(

@@ -26,6 +26,7 @@
   var updates = 0;
 
   function show(text) { if (state) { state.textContent = text; } }
+  show("Refreshing every second.");
 
   function update(data) {
     data.ports.forEach(function (port) {
@@ -40,7 +41,7 @@
     });
     updates += 1;
     monitor.setAttribute("data-updates", String(updates));
-    show("Last update " + new Date().toLocaleTimeString() + ".");
+    show("Refreshing every second; last update " + new Date().toLocaleTimeString() + ".");
   }
 
   function poll() {
@@ -48,7 +49,7 @@
       credentials: "same-origin", cache: "no-store", headers: { "Accept": "application/json" }
     }).then(function (response) {
       if (response.status === 401 || response.status === 403) {
-        show("Session ended: reload the page to log in again.");
+        show("Not refreshing: the session ended. Reload the page to log in again.");
         return null;
       }
       if (!response.ok) { throw new Error("HTTP " + response.status); }
