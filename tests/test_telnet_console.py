@@ -281,6 +281,7 @@ class LoginTests(ConsoleTestCase):
         client.read()
         answer = client.send(PASSWORD)
         self.assertIn("Too many failed attempts from your address; try again in", answer)
+        self.assertNotIn("Please keyin your password", answer)
         self.assertTrue(client.closed)
         other = self.connect("127.0.0.2")  # another address is not held up
         other.read()

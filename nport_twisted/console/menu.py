@@ -312,10 +312,10 @@ class ConsoleMenu:
     def result(self, outcome: Outcome) -> Output:
         """The outcome of the effect of the last output."""
         on_result, self._on_result, self._effect = self._on_result, None, None
+        if outcome.close:
+            self._close = True  # before the handler, so it asks nothing more
         if on_result is not None:
             on_result(outcome)
-        if outcome.close:
-            self._close = True
         self._drain()
         return self._flush()
 
