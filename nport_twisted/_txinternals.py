@@ -16,12 +16,16 @@ from here; nothing here imports the rest of the package.
     socket (Real COM WAIT_OQUEUE and FLUSH).
   - L{BufferProducer}: the one push-producer adapter, registered with a
     transport to hear when its write buffer fills and drains.
+  - L{peer_closed}: whether the peer of a socket we are not reading from
+    has closed or reset it (POLLRDHUP/POLLHUP/POLLERR, nothing consumed).
 """
 
 from __future__ import annotations
 
 import array
+import enum
 import fcntl
+import select
 import socket
 import termios
 from typing import Any, Callable
@@ -144,3 +148,44 @@ class BufferProducer:
 
     def stopProducing(self) -> None:
         self._full(False)
+
+
+class PeerClosed(enum.Enum):
+    """How the peer of a socket ended it (L{peer_closed})."""
+
+    FIN = "closed its side"  # it sends nothing more; what it sent before may be unread
+    RESET = "reset the connection"  # RST, or both directions shut: nothing more either way
+
+
+_POLLRDHUP = getattr(select, "POLLRDHUP", 0x2000)
+
+
+def peer_closed(transport: Any) -> PeerClosed | None:
+    """
+    Whether the peer of C{transport}'s socket has closed (FIN) or reset it,
+    without reading anything: a transport whose reading is paused never
+    sees a FIN or RST until it reads again.  None when it has not, or when
+    C{transport} has no socket to ask (tests, TLS: the TCP transport below
+    is asked).
+    """
+    candidate: Any
+    for candidate in (transport, getattr(transport, "transport", None)):
+        try:
+            fd = candidate.getHandle().fileno()
+        except (AttributeError, OSError, ValueError):
+            continue
+        if not isinstance(fd, int) or fd < 0:
+            continue
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | _POLLRDHUP)
+        try:
+            events = poller.poll(0)
+        except OSError:
+            return None
+        mask = events[0][1] if events else 0
+        if mask & (select.POLLHUP | select.POLLERR):
+            return PeerClosed.RESET
+        if mask & _POLLRDHUP:
+            return PeerClosed.FIN
+        return None
+    return None

@@ -51,7 +51,7 @@ from nport_twisted.console.menu import (
 from nport_twisted.console.terminal import Terminal, to_wire
 from nport_twisted.net.context import IDeviceContext
 from nport_twisted.net.listener import ListenerService
-from nport_twisted.net.session import AdmittedSession, Gate, ReadHold
+from nport_twisted.net.session import AdmittedSession, Gate
 from nport_twisted.web import forms
 from nport_twisted.web.base import wait_text
 from nport_twisted.web.console import PASSWORD_NOT_SAVED, SaveError, WebConsole, applied_text
@@ -139,6 +139,10 @@ class PingRunner:
 class TelnetConsoleSession(AdmittedSession):
     """One telnet console connection: terminal codec in, menu, effects run here."""
 
+    # A client that does not read our answers stops being read (the base's
+    # rule for request/reply faces: paused, dropped when it stays jammed).
+    bounded_replies = True
+
     def __init__(self, factory: TelnetConsoleFactory) -> None:
         super().__init__(factory.gate)
         self.factory = factory
@@ -176,13 +180,6 @@ class TelnetConsoleSession(AdmittedSession):
     def timeoutConnection(self) -> None:
         self.send(to_wire("\nNo input for a while: closing the console.\n"))
         super().timeoutConnection()
-
-    def write_buffer_changed(self) -> None:
-        # A client that does not read our answers makes us stop reading its input.
-        if self.write_full:
-            self.pause_reading(ReadHold.PEER_NOT_READING)
-        else:
-            self.resume_reading(ReadHold.PEER_NOT_READING)
 
     def _close(self) -> None:
         self._closing = True

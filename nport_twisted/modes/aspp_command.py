@@ -279,6 +279,7 @@ class CommandProtocol(AdmittedSession):
     """The ASPP command connection of one pair."""
 
     _log = Logger()
+    bounded_replies = True  # a host that does not read its replies stops being read
 
     def __init__(self, port: AsppPort) -> None:
         super().__init__(port.command_gate)
@@ -368,9 +369,10 @@ class CommandProtocol(AdmittedSession):
             # Commands wait until the data connection of this pair exists.
             self._early += data
             if len(self._early) > _MAX_EARLY_COMMAND_BYTES:
-                self._log.warn("{channel}: {peer} sent {n} command bytes without a data connection; "
-                               "closing", channel=self.port.channel.name, peer=self.peer,
-                               n=len(self._early))
+                self.gate.logs.emit(self._log.warn, "early-commands", self.peer,
+                                    "{channel}: {peer} sent {n} command bytes without a data "
+                                    "connection; closing", channel=self.port.channel.name,
+                                    peer=self.peer, n=len(self._early))
                 self.transport.loseConnection()
             return
         try:
@@ -378,7 +380,8 @@ class CommandProtocol(AdmittedSession):
         except Exception:
             self._log.failure("{channel}: error handling ASPP from {peer}; closing the pair",
                               channel=self.port.channel.name, peer=self.peer)
-            self.pair.close()
+            if self.pair is not None:
+                self.pair.close()
 
     def data_connected(self) -> None:
         """The pair's data connection arrived: run what waited."""
@@ -393,14 +396,15 @@ class CommandProtocol(AdmittedSession):
 
     def _process(self, data: bytes) -> None:
         assert self._parser is not None
-        out: list[bytes] = []
-        for event in self._parser.feed(data):
-            reply = self._handle(event)
-            if reply:
-                out.append(reply)
-        if out:
-            # One read's replies in one send: the Linux daemon keeps no partial frame.
-            self.send(b"".join(out))
+        # The replies of one batch leave in one send (the Linux daemon keeps no
+        # partial frame); a read of more than max_events_per_turn requests
+        # (never a driver's) is answered over several reactor turns.
+        self.handle_events(list(self._parser.feed(data)), self._handle_into)
+
+    def _handle_into(self, event: aspp.Request | aspp.Ipv6Check, out: list[bytes]) -> None:
+        reply = self._handle(event)
+        if reply:
+            out.append(reply)
 
     # -- requests -----------------------------------------------------------------
     #
@@ -411,8 +415,10 @@ class CommandProtocol(AdmittedSession):
     def _handle(self, ev: aspp.Request | aspp.Ipv6Check) -> bytes:
         handler = self._handlers.get(type(ev))
         if handler is None:
-            self._log.info("{channel}: unsupported ASPP 0x{code:02X} from {peer}; no reply",
-                           channel=self.port.channel.name, code=getattr(ev, "code", -1), peer=self.peer)
+            self.gate.logs.emit(self._log.info, "aspp-unsupported", self.peer,
+                                "{channel}: unsupported ASPP 0x{code:02X} from {peer}; no reply",
+                                channel=self.port.channel.name, code=getattr(ev, "code", -1),
+                                peer=self.peer)
             return b""
         return handler(ev)
 
@@ -538,14 +544,16 @@ class CommandProtocol(AdmittedSession):
 
     def _host_name(self, ev: aspp.HostName) -> bytes:
         self.host_name = ev.payload
-        self._log.info("{channel}: host {peer} names itself {name!r}", channel=self.port.channel.name,
-                       peer=self.peer, name=ev.payload)
+        self.gate.logs.emit(self._log.info, "aspp-host-name", self.peer,
+                            "{channel}: host {peer} names itself {name!r}",
+                            channel=self.port.channel.name, peer=self.peer, name=ev.payload)
         return aspp.encode_ok(ev.code) if self.port.options.answer_host_name else b""
 
     def _malformed(self, ev: aspp.MalformedRequest) -> bytes:
-        self._log.warn("{channel}: ASPP 0x{code:02X} from {peer} has a wrong length ({n}); "
-                       "ignored without reply", channel=self.port.channel.name, code=ev.code,
-                       peer=self.peer, n=len(ev.payload))
+        self.gate.logs.emit(self._log.warn, "aspp-malformed", self.peer,
+                            "{channel}: ASPP 0x{code:02X} from {peer} has a wrong length ({n}); "
+                            "ignored without reply", channel=self.port.channel.name, code=ev.code,
+                            peer=self.peer, n=len(ev.payload))
         return b""
 
     def _flush(self, mode: int) -> None:

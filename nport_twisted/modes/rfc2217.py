@@ -116,6 +116,7 @@ class Rfc2217Protocol(ChannelSession):
     """One RFC 2217 client of a serial port."""
 
     _log = Logger()
+    bounded_replies = True  # a client that does not read our answers stops being read
 
     def __init__(self, factory: Rfc2217Factory) -> None:
         super().__init__(factory.gate, factory.ctx.channel)
@@ -168,9 +169,8 @@ class Rfc2217Protocol(ChannelSession):
                        limit=self.gate.limit)
 
     def received(self, data: bytes) -> None:
-        out = self._receive(data)
-        if out:
-            self.transport.write(out)
+        # Bounded work per reactor turn; the answers of a batch leave in one send.
+        self.handle_events(list(self._parser.feed(data)), self._event)
 
     def closed(self, reason: Failure) -> None:
         self._held.clear()
@@ -182,26 +182,23 @@ class Rfc2217Protocol(ChannelSession):
 
     # -- telnet --------------------------------------------------------------------------
 
-    def _receive(self, data: bytes) -> bytes:
-        out: list[bytes] = []
+    def _event(self, event: Any, out: list[bytes]) -> None:
         channel = self.ctx.channel
-        for event in self._parser.feed(data):
-            if isinstance(event, t.Data):
-                payload = self._cr_nul.filter(event.data) if self._cr_nul else event.data
-                if payload:
-                    channel.write(payload)
-                    self.touch()
-            elif isinstance(event, t.Subnegotiation):
-                if event.option == t.COM_PORT_OPTION:
-                    out.append(self._com_port_message(event.payload))
-                else:
-                    self._log.debug("{channel}: ignoring subnegotiation of option {option}",
-                                    channel=channel.name, option=event.option)
-            elif isinstance(event, t.Negotiation):
-                out.append(self._options.receive(event))
-                self._negotiated(out)
-            # Commands (NOP, AYT, BRK …) need no action on a binary data path.
-        return b"".join(out)
+        if isinstance(event, t.Data):
+            payload = self._cr_nul.filter(event.data) if self._cr_nul else event.data
+            if payload:
+                channel.write(payload)
+                self.touch()
+        elif isinstance(event, t.Subnegotiation):
+            if event.option == t.COM_PORT_OPTION:
+                out.append(self._com_port_message(event.payload))
+            else:
+                self._log.debug("{channel}: ignoring subnegotiation of option {option}",
+                                channel=channel.name, option=event.option)
+        elif isinstance(event, t.Negotiation):
+            out.append(self._options.receive(event))
+            self._negotiated(out)
+        # Commands (NOP, AYT, BRK …) need no action on a binary data path.
 
     def _negotiated(self, out: list[bytes]) -> None:
         opts = self._options
@@ -234,13 +231,15 @@ class Rfc2217Protocol(ChannelSession):
         try:
             message = t.decode_com_port(payload)
         except t.TelnetError as e:
-            self._log.info("{channel}: ignoring COM-PORT-OPTION message from {peer}: {error}",
-                           channel=self.ctx.channel.name, peer=self.peer, error=e)
+            self.gate.logs.emit(self._log.info, "rfc2217-bad-message", self.peer,
+                                "{channel}: ignoring COM-PORT-OPTION message from {peer}: {error}",
+                                channel=self.ctx.channel.name, peer=self.peer, error=e)
             return b""
         if message.server:
-            self._log.info("{channel}: ignoring server-side COM-PORT-OPTION {command} from {peer}",
-                           channel=self.ctx.channel.name, command=message.command.name,
-                           peer=self.peer)
+            self.gate.logs.emit(self._log.info, "rfc2217-server-message", self.peer,
+                                "{channel}: ignoring server-side COM-PORT-OPTION {command} from {peer}",
+                                channel=self.ctx.channel.name, command=message.command.name,
+                                peer=self.peer)
             return b""
         # Tolerate clients that send COM-PORT-OPTION without negotiating it.
         prefix = b"" if self._com_port else self._start_com_port()
@@ -267,8 +266,9 @@ class Rfc2217Protocol(ChannelSession):
 
     def _signature(self, message: t.ComPortMessage) -> bytes:
         if message.value:
-            self._log.info("{channel}: client {peer} signature {text!r}", channel=self.ctx.channel.name,
-                           peer=self.peer, text=message.value)
+            self.gate.logs.emit(self._log.info, "rfc2217-signature", self.peer,
+                                "{channel}: client {peer} signature {text!r}", channel=self.ctx.channel.name,
+                                peer=self.peer, text=message.value)
             return b""
         return t.server_reply(Cmd.SIGNATURE, self.factory.signature.encode())
 
@@ -305,9 +305,10 @@ class Rfc2217Protocol(ChannelSession):
         return t.server_reply(Cmd.SET_STOPSIZE, _STOP_CODE.get(self._in_force.stopbits, t.STOPSIZE_1))
 
     def _refused(self, what: str, value: int) -> None:
-        self._log.info("{channel}: {peer} asked for {what} {value}, which is out of range; "
-                       "answering with the value in force", channel=self.ctx.channel.name,
-                       peer=self.peer, what=what, value=value)
+        self.gate.logs.emit(self._log.info, "rfc2217-out-of-range", self.peer,
+                            "{channel}: {peer} asked for {what} {value}, which is out of range; "
+                            "answering with the value in force", channel=self.ctx.channel.name,
+                            peer=self.peer, what=what, value=value)
 
     def _set_control(self, message: t.ComPortMessage) -> bytes:
         channel = self.ctx.channel
@@ -334,8 +335,9 @@ class Rfc2217Protocol(ChannelSession):
                 channel.set_rts(value == t.CONTROL_RTS_ON)
             answer = t.CONTROL_RTS_ON if channel.rts else t.CONTROL_RTS_OFF
         else:
-            self._log.info("{channel}: ignoring unknown SET-CONTROL value {value} from {peer}",
-                           channel=channel.name, value=value, peer=self.peer)
+            self.gate.logs.emit(self._log.info, "rfc2217-bad-control", self.peer,
+                                "{channel}: ignoring unknown SET-CONTROL value {value} from {peer}",
+                                channel=channel.name, value=value, peer=self.peer)
             return b""
         return t.server_reply(Cmd.SET_CONTROL, answer)
 
@@ -379,8 +381,9 @@ class Rfc2217Protocol(ChannelSession):
         value = self._number(message)
         channel = self.ctx.channel
         if value not in (t.PURGE_RECEIVE, t.PURGE_TRANSMIT, t.PURGE_BOTH):
-            self._log.info("{channel}: ignoring PURGE-DATA {value} from {peer}",
-                           channel=channel.name, value=value, peer=self.peer)
+            self.gate.logs.emit(self._log.info, "rfc2217-bad-purge", self.peer,
+                                "{channel}: ignoring PURGE-DATA {value} from {peer}",
+                                channel=channel.name, value=value, peer=self.peer)
             return b""
         if value & t.PURGE_RECEIVE:
             channel.flush_input()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import re
+import weakref
 from typing import Any
 
 import attrs
@@ -50,6 +51,10 @@ class NetTable:
     def __init__(self) -> None:
         self.listeners: list[ListenerInfo] = []
         self.connections: list[ConnectionInfo] = []
+        #: The admission gates of the running front-ends (net.session.Gate),
+        #: so a changed accessible IP list reaches open connections.  Weak:
+        #: a stopped front-end's gate goes with it.
+        self.gates: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def add_listener(self, info: ListenerInfo) -> None:
         self.listeners.append(info)

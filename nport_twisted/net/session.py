@@ -35,16 +35,25 @@ from typing import Any, Callable
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
+from twisted.internet.error import ConnectionLost
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from nport_twisted._txinternals import BufferProducer, write_now
+from nport_twisted._txinternals import (
+    BufferProducer,
+    PeerClosed,
+    peer_closed,
+    unread_bytes,
+    unsent_bytes,
+    write_now,
+)
 from nport_twisted.config.settings import AccessibleIPSettings, OperatingSettings
 from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines, SerialChannel
 from nport_twisted.net.listener import ConnectionInfo, NetTable, split_endpoint
+from nport_twisted.net.loglimit import LogLimiter
 
 
 # --- socket tuning -------------------------------------------------------------------
@@ -185,6 +194,10 @@ class Gate:
         self.kind = kind
         self.active: list[AdmittedSession] = []
         self.stats = GateStats()
+        #: Log lines of this gate and its sessions, bounded per source (refusals, bad frames).
+        self.logs = LogLimiter(clock)
+        if net is not None:
+            net.gates.add(self)
 
     def __repr__(self) -> str:
         return f"<Gate {self.label} {self.kind}>"
@@ -202,10 +215,16 @@ class Gate:
                          abort=True)
             return False
         if self.limit is not None and len(self.active) >= self.limit:
+            # A peer that closed and reconnected at once: its old connection's
+            # close may not be processed yet.  Reap such sessions first.
+            self.reap()
+        if self.limit is not None and len(self.active) >= self.limit:
             self._refuse(transport, host, Refusal.LIMIT, f"max connection {self.limit} reached",
                          abort=self.abort_over_limit)
             return False
         why = session.claim()
+        if why is not None and self.reap():
+            why = session.claim()  # a slot held by a connection that was already gone
         if why is not None:
             self._refuse(transport, host, Refusal.CLAIM, why, abort=False)
             return False
@@ -217,6 +236,38 @@ class Gate:
             set_nodelay(transport)
         set_keepalive(transport, self.keepalive_min)
         return True
+
+    def reap(self) -> int:
+        """
+        End the admitted sessions whose peer has already gone (reset, or
+        closed with nothing left unread) but whose close the reactor has not
+        processed yet; return how many.  Called before refusing at a limit.
+        """
+        reaped = 0
+        for session in list(self.active):
+            state = peer_closed(session.transport)
+            if state is PeerClosed.RESET or (
+                    state is PeerClosed.FIN and unread_bytes(session.transport) == 0):
+                session.reap(state)
+                reaped += 1
+        return reaped
+
+    def enforce_accessible(self) -> int:
+        """
+        Close the admitted sessions whose peer the accessible IP list no
+        longer allows (the list was changed); return how many.
+        """
+        acl = self.accessible()
+        closed = 0
+        for session in list(self.active):
+            host = session.peer
+            if not acl.allows(host):
+                self._log.warn("{label}: closing {kind} from {peer}: no longer in the accessible "
+                               "IP list", label=self.label, kind=self.kind, peer=host,
+                               port_index=self.port_index)
+                session.abort()
+                closed += 1
+        return closed
 
     def release(self, session: AdmittedSession) -> None:
         """C{session}'s connection is gone: uncount it and take it out of the net table."""
@@ -230,7 +281,8 @@ class Gate:
         # One place for refusals: counted, logged (rate limiting per source goes here), closed.
         counter = _REFUSAL_COUNTERS[refusal]
         setattr(self.stats, counter, getattr(self.stats, counter) + 1)
-        self._log.warn("{label}: refusing {kind} from {peer}: {why}", label=self.label,
+        self.logs.emit(self._log.warn, f"refused: {refusal.value}", host,
+                       "{label}: refusing {kind} from {peer}: {why}", label=self.label,
                        kind=self.kind, peer=host, why=why, refusal=refusal,
                        port_index=self.port_index)
         if abort:
@@ -244,6 +296,7 @@ class ReadHold(enum.Enum):
 
     SERIAL_BUSY = "the serial device is not keeping up"
     PEER_NOT_READING = "the peer does not read what we send"
+    BACKLOG = "requests already read wait for the next reactor turn"
 
 
 class AdmittedSession(Protocol, ClockedTimeout):
@@ -265,6 +318,24 @@ class AdmittedSession(Protocol, ClockedTimeout):
 
     transport: Any  # a TCP (or TLS) transport: ITCPTransport + IPushProducer + IConsumer
 
+    #: A request/reply protocol (ASPP command port, RFC 2217, consoles):
+    #: while the peer does not take our replies (L{write_full}) its
+    #: requests are not read (so replies cannot pile up), it is dropped
+    #: after L{jam_timeout} seconds in that state, and at once when more
+    #: than L{max_unsent} bytes wait for it.  Raw relays leave it off: their
+    #: jam is the channel's business ("ignore jammed IP").
+    bounded_replies = False
+    jam_timeout = 30.0
+    max_unsent = 1 << 20
+    #: While reading is paused, how often the socket is asked whether the
+    #: peer closed or reset it (a paused transport notices neither), and how
+    #: long a peer that closed its side may wait for its bytes to be taken.
+    closed_poll_interval = 1.0
+    closed_grace = 30.0
+    #: Requests (events) handled per reactor turn by L{handle_events}: a
+    #: flood on one connection cannot starve the other ports of the box.
+    max_events_per_turn = 256
+
     _log = Logger()
 
     def __init__(self, gate: Gate) -> None:
@@ -274,6 +345,12 @@ class AdmittedSession(Protocol, ClockedTimeout):
         self.net_entry: ConnectionInfo | None = None
         self.write_full = False  # the transport's write buffer is over its high-water mark
         self._read_holds: set[ReadHold] = set()
+        self._jam_timer: IDelayedCall | None = None
+        self._closed_watch: IDelayedCall | None = None
+        self._fin_seen: float | None = None
+        self._backlog: list[Any] = []
+        self._backlog_call: IDelayedCall | None = None
+        self._aborted = False
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.gate.label} {self.peer}>"
@@ -308,8 +385,26 @@ class AdmittedSession(Protocol, ClockedTimeout):
             return
         self.is_admitted = False
         self.setTimeout(None)
+        for timer in (self._jam_timer, self._closed_watch, self._backlog_call):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._jam_timer = self._closed_watch = self._backlog_call = None
+        self._backlog.clear()
         self.gate.release(self)
         self.closed(reason)
+
+    def reap(self, state: PeerClosed) -> None:
+        """
+        The peer is gone (L{Gate.reap}) but the reactor has not noticed:
+        abort the transport and end the session now, so its slot is free
+        for the connection being admitted.
+        """
+        self.gate.logs.emit(self._log.info, "reaped", self.peer,
+                            "{label}: {peer} {how} before its close was processed; "
+                            "freeing its place", label=self.gate.label, peer=self.peer,
+                            how=state.value)
+        self.abort()
+        self.connectionLost(Failure(ConnectionLost(f"the peer {state.value}")))
 
     def timeoutConnection(self) -> None:
         self._log.info("{label}: closing {peer} after {seconds:g} s of inactivity",
@@ -339,6 +434,13 @@ class AdmittedSession(Protocol, ClockedTimeout):
     def send(self, data: bytes) -> None:
         """Bytes for the peer: written at once when nothing is queued ahead."""
         write_now(self.transport, data)
+        if self.bounded_replies and self.is_admitted:
+            unsent = unsent_bytes(self.transport)
+            if unsent > self.max_unsent:
+                self.gate.logs.emit(self._log.warn, "unsent", self.peer,
+                                    "{label}: {peer} leaves {n} bytes of replies unread; closing",
+                                    label=self.gate.label, peer=self.peer, n=unsent)
+                self.abort()
 
     def touch(self) -> None:
         """Traffic that counts as activity: restart the inactivity timer."""
@@ -348,22 +450,134 @@ class AdmittedSession(Protocol, ClockedTimeout):
         """Stop reading from the peer until every reason given is withdrawn."""
         if not self._read_holds:
             self.transport.pauseProducing()
+            self._watch_closed()
         self._read_holds.add(why)
 
     def resume_reading(self, why: ReadHold) -> None:
         if why in self._read_holds:
             self._read_holds.discard(why)
             if not self._read_holds:
-                self.transport.resumeProducing()
+                if self._closed_watch is not None and self._closed_watch.active():
+                    self._closed_watch.cancel()
+                self._closed_watch = None
+                self._fin_seen = None
+                if not self._aborted:  # an aborted transport is not read again
+                    self.transport.resumeProducing()
+
+    @property
+    def read_holds(self) -> frozenset[ReadHold]:
+        """Why reading from the peer is paused now (empty: it is not)."""
+        return frozenset(self._read_holds)
 
     def abort(self) -> None:
         """Drop the connection at once (RST, nothing more sent)."""
+        self._aborted = True
         self.transport.abortConnection()
+
+    def handle_events(self, events: list[Any], handle: Callable[[Any, list[bytes]], None]) -> None:
+        """
+        Call C{handle(event, out)} for each of C{events} (parsed requests),
+        at most L{max_events_per_turn} per reactor turn; the replies each
+        batch appends to C{out} leave in one L{send}.  Events beyond the
+        budget wait for the next turn with reading paused (L{ReadHold.BACKLOG}),
+        in order.
+        """
+        self._backlog.extend(events)
+        if self._backlog_call is None:
+            self._handle_backlog(handle)
+
+    def _handle_backlog(self, handle: Callable[[Any, list[bytes]], None]) -> None:
+        self._backlog_call = None
+        if not self.is_admitted or self._aborted:
+            self._backlog.clear()
+            return
+        budget = max(1, self.max_events_per_turn)
+        batch, self._backlog = self._backlog[:budget], self._backlog[budget:]
+        out: list[bytes] = []
+        try:
+            for event in batch:
+                handle(event, out)
+        finally:
+            if out and not self._aborted:
+                self.send(b"".join(out))
+        if self._backlog and not self._aborted:
+            self.pause_reading(ReadHold.BACKLOG)
+            self._backlog_call = self.clock.callLater(0, self._next_batch, handle)
+        else:
+            self.resume_reading(ReadHold.BACKLOG)
+
+    def _next_batch(self, handle: Callable[[Any, list[bytes]], None]) -> None:
+        try:
+            self._handle_backlog(handle)
+        except Exception:  # noqa: BLE001 - as in dataReceived: only this connection is dropped
+            self._log.failure("{label}: error handling data from {peer}; closing",
+                              label=self.gate.label, peer=self.peer)
+            self.abort()
 
     def _write_buffer_full(self, full: bool) -> None:
         if full != self.write_full:
             self.write_full = full
+            if self.bounded_replies and self.is_admitted:
+                self._reply_jam(full)
             self.write_buffer_changed()
+
+    def _reply_jam(self, full: bool) -> None:
+        if full:
+            self.pause_reading(ReadHold.PEER_NOT_READING)
+            if self._jam_timer is None and self.jam_timeout > 0:
+                self._jam_timer = self.clock.callLater(self.jam_timeout, self._jammed_too_long)
+        else:
+            if self._jam_timer is not None and self._jam_timer.active():
+                self._jam_timer.cancel()
+            self._jam_timer = None
+            self.resume_reading(ReadHold.PEER_NOT_READING)
+
+    def _jammed_too_long(self) -> None:
+        self._jam_timer = None
+        if not self.is_admitted or not self.write_full:
+            return
+        if unread_bytes(self.transport) == 0 and not self._backlog:
+            # Not reading, but not sending requests either: nothing piles up.
+            self._jam_timer = self.clock.callLater(self.jam_timeout, self._jammed_too_long)
+            return
+        self.gate.logs.emit(self._log.warn, "jammed", self.peer,
+                            "{label}: {peer} keeps sending requests but has not read our "
+                            "replies for {seconds:g} s; closing", label=self.gate.label,
+                            peer=self.peer, seconds=self.jam_timeout)
+        self.abort()
+
+    # -- a paused peer that goes away ----------------------------------------------
+
+    def _watch_closed(self) -> None:
+        if self._closed_watch is None and self.closed_poll_interval > 0:
+            self._closed_watch = self.clock.callLater(self.closed_poll_interval, self._check_closed)
+
+    def _check_closed(self) -> None:
+        self._closed_watch = None
+        if not self.is_admitted or not self._read_holds:
+            return
+        state = peer_closed(self.transport)
+        now = self.clock.seconds()
+        if state is PeerClosed.RESET:
+            self.gate.logs.emit(self._log.info, "paused-reset", self.peer,
+                                "{label}: {peer} reset the connection while we were not reading "
+                                "it ({why}); closing", label=self.gate.label, peer=self.peer,
+                                why=", ".join(sorted(h.value for h in self._read_holds)))
+            self.abort()
+            return
+        if state is PeerClosed.FIN:
+            if self._fin_seen is None:
+                self._fin_seen = now
+            elif now - self._fin_seen >= self.closed_grace:
+                self.gate.logs.emit(self._log.info, "paused-fin", self.peer,
+                                    "{label}: {peer} closed its side {seconds:g} s ago and what it "
+                                    "sent still cannot be taken ({why}); closing",
+                                    label=self.gate.label, peer=self.peer,
+                                    seconds=now - self._fin_seen,
+                                    why=", ".join(sorted(h.value for h in self._read_holds)))
+                self.abort()
+                return
+        self._watch_closed()
 
 
 @implementer(IChannelSession)
