@@ -235,6 +235,8 @@ class NPortService(service.MultiService):
         return self._put_in_force(old, new)
 
     def _put_in_force(self, old: DeviceConfig, new: DeviceConfig) -> Deferred[None]:
+        if new.accessible_ip != old.accessible_ip:
+            self.enforce_accessible()
         changed = [i for i, (a, b) in enumerate(zip(old.ports, new.ports)) if a.operating != b.operating]
         for ps, port in zip(self.ports, new.ports):
             if port.serial != ps.config.serial:
@@ -252,6 +254,17 @@ class NPortService(service.MultiService):
             return self._roll_back(old, changed, errors)
 
         return self._stop_frontends(changed).addCallback(start)
+
+    def enforce_accessible(self) -> int:
+        """
+        Apply the running accessible IP list to open connections: every
+        gate (serial ports, TCP 4900, consoles) closes, and logs, those no
+        longer allowed.  Returns how many were closed.
+        """
+        closed = 0
+        for gate in list(self.net.gates):
+            closed += gate.enforce_accessible()
+        return closed
 
     def _stop_frontends(self, indexes: list[int]) -> Deferred[Any]:
         return DeferredList([self.ports[i].stop_frontend() for i in indexes], consumeErrors=True)

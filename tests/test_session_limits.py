@@ -314,3 +314,147 @@ class PausedCloseTests(SynchronousTestCase):
 
 
 _log = Logger()
+
+
+class AccessibleChangeTests(SynchronousTestCase):
+    """Item 6: a changed accessible IP list reaches the connections already open."""
+
+    def test_removed_host_closed_on_apply(self) -> None:
+        """Saving a list without 10.0.0.2 closes its TCP Server and command connections (logged); others stay."""
+        import attrs
+        from twisted.internet.testing import MemoryReactorClock
+
+        from nport_twisted.config.settings import (
+            AccessibleIP, AccessibleIPSettings, DeviceConfig, OperatingSettings)
+        from nport_twisted.config.store import SettingsStore
+        from nport_twisted.server import NPortService
+        from nport_twisted.testing import FakeSerialDevice
+
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        reactor = MemoryReactorClock()
+        device = FakeSerialDevice()
+        config = DeviceConfig().with_port_count(1, OpMode.TCP_SERVER)
+        config = config.replace_port(0, attrs.evolve(config.ports[0], operating=OperatingSettings(
+            mode=OpMode.TCP_SERVER, max_connection=4)))
+        svc = NPortService(reactor, ["/dev/fake0"], config, SettingsStore(None), device.opener,
+                           port_offset=10000, interface="127.0.0.1", default_mode=OpMode.TCP_SERVER)
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        factories = {port: factory for port, factory, _, _ in reactor.tcpServers}
+        transports = {}
+        for host in ("10.0.0.1", "10.0.0.2"):
+            for port in (14001, 10966):
+                proto = factories[port].buildProtocol(None)
+                transport = FakeTcpTransport(host)
+                proto.makeConnection(transport)
+                transports[host, port] = transport
+        self.assertFalse(any(t.disconnecting for t in transports.values()))
+        allowed = AccessibleIPSettings(entries=(AccessibleIP(ip="10.0.0.1"),))
+        svc.apply_config(attrs.evolve(svc.config, accessible_ip=allowed))
+        self.assertEqual({k for k, t in transports.items() if t.aborted},
+                         {("10.0.0.2", 14001), ("10.0.0.2", 10966)})
+        closed = [e for e in observer if "no longer in the accessible IP list" in e["log_format"]]
+        self.assertEqual(len(closed), 2)
+
+
+PORT_INIT_9600 = bytes.fromhex("2C 08 06 0A 01 01 00 00 00 00")  # 9600 7E1, DTR/RTS on
+
+
+class PairingTests(SynchronousTestCase):
+    """Item 5: one host cannot take or drive another host's Real COM line."""
+
+    def realcom(self, **options: Any) -> tuple[FakePort, Any]:
+        from nport_twisted.modes.aspp_command import RealComOptions
+        from nport_twisted.modes.realcom import RealComPort
+        fake = FakePort(OpMode.REAL_COM, max_connection=options.pop("max_connection", 1))
+        self.addCleanup(fake.stop)
+        return fake, RealComPort(fake.ctx, RealComOptions(**options))
+
+    def conn(self, port: Any, kind: str, host: str) -> tuple[Any, FakeTcpTransport]:
+        from nport_twisted.modes.realcom import DataProtocol
+        proto = CommandProtocol(port) if kind == "command" else DataProtocol(port)
+        transport = FakeTcpTransport(host)
+        proto.makeConnection(transport)
+        return proto, transport
+
+    def test_intruder_command_cannot_pair_with_the_drivers_data(self) -> None:
+        """An idle command connection from G gives way to H's data connection; H's command pairs with it."""
+        fake, port = self.realcom()
+        intruder, it = self.conn(port, "command", "10.0.0.66")
+        data, dt = self.conn(port, "data", "10.0.0.1")
+        self.assertTrue(it.disconnecting)  # evicted: it had no data connection
+        self.assertFalse(dt.disconnecting)
+        intruder.dataReceived(PORT_INIT_9600)
+        self.assertEqual(fake.channel.effective_settings.baudrate, 115200)  # not applied
+        command, ct = self.conn(port, "command", "10.0.0.1")
+        self.assertFalse(ct.disconnecting)
+        self.assertIs(command.pair, data.pair)
+        command.dataReceived(PORT_INIT_9600)
+        self.assertEqual(fake.channel.effective_settings.baudrate, 9600)
+        self.assertEqual(len(ct.value()), 5)
+
+    def test_other_hosts_never_pair(self) -> None:
+        """With two slots, G's command and H's data stay apart; G's requests get no answer."""
+        fake, port = self.realcom(max_connection=2)
+        intruder, it = self.conn(port, "command", "10.0.0.66")
+        data, _ = self.conn(port, "data", "10.0.0.1")
+        self.assertIsNot(intruder.pair, data.pair)
+        intruder.dataReceived(PORT_INIT_9600)
+        self.assertEqual(it.value(), b"")  # waits for its own data connection
+        command, _ = self.conn(port, "command", "10.0.0.1")
+        self.assertIs(command.pair, data.pair)
+
+    def test_unpaired_command_times_out(self) -> None:
+        """A command connection whose data connection never comes is closed after pair_timeout (logged)."""
+        fake, port = self.realcom(max_connection=2)
+        lonely, lt = self.conn(port, "command", "10.0.0.66")
+        paired, pt = self.conn(port, "command", "10.0.0.1")
+        self.conn(port, "data", "10.0.0.1")
+        fake.clock.advance(port.options.pair_timeout)
+        self.assertTrue(lt.disconnecting)
+        self.assertFalse(pt.disconnecting)
+
+    def test_pair_by_arrival_when_asked(self) -> None:
+        """pair_by_peer=False keeps MOXA's arrival-order pairing."""
+        fake, port = self.realcom(pair_by_peer=False)
+        command, _ = self.conn(port, "command", "10.0.0.66")
+        data, _ = self.conn(port, "data", "10.0.0.1")
+        self.assertIs(command.pair, data.pair)
+
+
+class TcpServerCommandPortTests(SynchronousTestCase):
+    """Item 5: TCP Server's command port is for the hosts using the line."""
+
+    def front(self, **operating: Any) -> tuple[FakePort, Any]:
+        from nport_twisted.modes.tcpserver import tcp_server_frontend
+        fake = FakePort(OpMode.TCP_SERVER, **operating)
+        self.addCleanup(fake.stop)
+        return fake, tcp_server_frontend(fake.ctx)
+
+    def connect(self, proto: Any, host: str) -> FakeTcpTransport:
+        transport = FakeTcpTransport(host)
+        proto.makeConnection(transport)
+        return transport
+
+    def test_command_needs_a_data_connection_from_the_host(self) -> None:
+        """A host without a data connection is refused (logged); one with it is served."""
+        fake, front = self.front()
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        stranger = self.connect(CommandProtocol(front.command_port), "10.0.0.66")
+        self.assertTrue(stranger.disconnecting)
+        self.assertTrue(any("no TCP Server data connection" in str(e.get("why")) for e in observer))
+        data = front.factory.buildProtocol(None)
+        self.connect(data, "10.0.0.1")
+        command = CommandProtocol(front.command_port)
+        ct = self.connect(command, "10.0.0.1")
+        self.assertFalse(ct.disconnecting)
+        command.dataReceived(PORT_INIT_9600)
+        self.assertEqual(fake.channel.effective_settings.baudrate, 9600)
+        data.connectionLost()  # its last data connection goes: so does its command connection
+        self.assertTrue(ct.disconnecting)
+
+    def test_any_host_when_configured(self) -> None:
+        """command_requires_data = no: any host the accessible IP list allows, as on an NPort."""
+        _, front = self.front(command_requires_data=False)
+        stranger = self.connect(CommandProtocol(front.command_port), "10.0.0.66")
+        self.assertFalse(stranger.disconnecting)

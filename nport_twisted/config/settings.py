@@ -393,6 +393,9 @@ class OperatingSettings:
     command_port: int = attrs.field(default=0, validator=_range(0, 65535))
     data_port: int = attrs.field(default=0, validator=_range(0, 65535))  # Real COM
     secure: bool = False  # Secure Real COM: TLS on the data port
+    # TCP Server: the command port takes only hosts holding a data connection
+    # on this port (ours, issue 10; MOXA's device takes any host).
+    command_requires_data: bool = True
     # TCP Client
     destinations: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple, validator=_host_port)
     designated_local_ports: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)

@@ -70,6 +70,19 @@ class RealComOptions:
     wait_poll_interval: float = 0.01
     answer_host_name: bool = False
     lines_without_modem: bool = True
+    #: Pair a command connection only with a data connection from the same
+    #: host (MOXA's drivers always connect both from one host): another
+    #: host's idle command connection can neither take the driver's place
+    #: nor drive its line.  Ours (issue 10); MOXA's device pairs by arrival.
+    pair_by_peer: bool = True
+    #: Seconds a command connection may wait for its data connection before
+    #: it is closed (0 = forever).  Ours: a driver connects both at once.
+    pair_timeout: float = 10.0
+
+
+def host_of(address: str) -> str:
+    """A peer's host for pairing: an IPv4-mapped IPv6 address is the IPv4 one."""
+    return address[7:] if address.startswith("::ffff:") and "." in address else address
 
 
 def msr_state(lines: ModemLines | None, default_on: bool) -> int:
@@ -102,6 +115,7 @@ class Pair:
         self.data: AdmittedSession | None = None  # the data connection, where the mode has one
         self.last_activity = port.clock.seconds()
         self.attached = False
+        self._pair_timer: IDelayedCall | None = None
 
     def __repr__(self) -> str:
         return f"<Real COM {self.port.channel.name} slot {self.slot}>"
@@ -109,6 +123,35 @@ class Pair:
     @property
     def data_ready(self) -> bool:
         return self.data is not None
+
+    def host(self) -> str | None:
+        """The host this pair belongs to (of whichever connection it has), None when empty."""
+        for proto in (self.data, self.command):
+            if proto is not None:
+                return host_of(proto.peer)
+        return None
+
+    def wait_for_data(self, timeout: float) -> None:
+        """The command connection came first: close it if no data connection joins in C{timeout} s."""
+        if timeout > 0 and self._pair_timer is None:
+            self._pair_timer = self.port.clock.callLater(timeout, self._no_data)
+
+    def data_joined(self) -> None:
+        if self._pair_timer is not None and self._pair_timer.active():
+            self._pair_timer.cancel()
+        self._pair_timer = None
+
+    def _no_data(self) -> None:
+        self._pair_timer = None
+        command = self.command
+        if command is None or self.data is not None:
+            return
+        command.gate.logs.emit(command._log.warn, "unpaired-command", command.peer,
+                               "{channel}: closing the command connection from {peer}: no data "
+                               "connection from that host within {seconds:g} s",
+                               channel=self.port.channel.name, peer=command.peer,
+                               seconds=self.port.options.pair_timeout)
+        command.transport.loseConnection()
 
     def touch(self) -> None:
         self.last_activity = self.port.clock.seconds()
@@ -193,14 +236,61 @@ class AsppPort:
     # -- pairing -----------------------------------------------------------------
 
     def take_slot(self, kind: str, proto: AdmittedSession) -> Pair | None:
-        """Put C{proto} in the first slot whose C{kind} side is free (arrival order)."""
+        """
+        Put C{proto} (a C{"command"} or C{"data"} connection) in a slot: the
+        first one whose other connection is from the same host and whose
+        C{kind} side is free, else the first empty slot (arrival order, as
+        MOXA's device).  With L{RealComOptions.pair_by_peer} off, any slot
+        whose C{kind} side is free.  A data connection may take the slot of
+        another host's command connection that still waits for its data
+        connection (that one is closed): a driver's data connection is
+        stronger evidence than an idle command connection.  None when no
+        slot fits (L{refusal} says why).
+        """
+        host = host_of(proto.peer)
+        other = "command" if kind == "data" else "data"
+        by_peer = self.options.pair_by_peer
+        candidates: list[int] = []
         for i, pair in enumerate(self.slots):
-            if pair is None:
-                pair = self.slots[i] = Pair(self, i)
-            if getattr(pair, kind) is None:
-                setattr(pair, kind, proto)
-                return pair
-        return None
+            if pair is None or (pair.command is None and pair.data is None):
+                candidates.append(i)
+            elif getattr(pair, kind) is None and (not by_peer or pair.host() == host):
+                candidates.insert(0, i) if getattr(pair, other) is not None else candidates.append(i)
+        if not candidates and kind == "data" and by_peer:
+            candidates = self._evict_unpaired_command(host)
+        if not candidates:
+            self.last_refusal = (f"max connection {self.ctx.operating.max_connection}"
+                                 + (" (no free slot for this host)" if by_peer else ""))
+            return None
+        i = candidates[0]
+        pair = self.slots[i]
+        if pair is None or (pair.command is None and pair.data is None):
+            pair = self.slots[i] = Pair(self, i)
+        setattr(pair, kind, proto)
+        if kind == "data":
+            pair.data_joined()
+        elif pair.data is None:
+            pair.wait_for_data(self.options.pair_timeout)
+        return pair
+
+    def _evict_unpaired_command(self, host: str) -> list[int]:
+        for i, pair in enumerate(self.slots):
+            if pair is not None and pair.data is None and pair.command is not None \
+                    and pair.host() != host:
+                command = pair.command
+                command.gate.logs.emit(command._log.warn, "evicted-command", command.peer,
+                                       "{channel}: closing the command connection from {peer}: "
+                                       "it has no data connection and {host} needs the slot",
+                                       channel=self.channel.name, peer=command.peer, host=host)
+                pair.data_joined()
+                self.slots[i] = None
+                pair.command = None
+                command.pair = None
+                command.transport.loseConnection()
+                return [i]
+        return []
+
+    last_refusal = "no free slot"
 
     def _retire(self, pair: Pair) -> None:
         """
@@ -213,6 +303,7 @@ class AsppPort:
 
     def command_lost(self, pair: Pair) -> None:
         pair.command = None
+        pair.data_joined()  # nothing to wait for any more
         self._retire(pair)
         if pair.data is not None:
             pair.data.transport.loseConnection()
@@ -345,7 +436,7 @@ class CommandProtocol(AdmittedSession):
 
     def claim(self) -> str | None:
         self.pair = self.port.take_slot("command", self)
-        return None if self.pair is not None else f"max connection {self.port.ctx.operating.max_connection}"
+        return None if self.pair is not None else self.port.last_refusal
 
     def admitted(self) -> None:
         local = self.transport.getHost()

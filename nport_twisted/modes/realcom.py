@@ -11,7 +11,10 @@ sync with docs/modes/realcom.md):
       of L{nport_twisted.modes.aspp_command} (requests, replies, NOTIFY,
       keep-alive are described there).
 
-Connections: command slot i pairs with data slot i by arrival order.  The
+Connections: a command and a data connection from the same host pair in
+one slot (by arrival order among that host's; MOXA's device pairs by
+arrival only, RealComOptions.pair_by_peer); a command connection without its
+data connection is closed after RealComOptions.pair_timeout.  The
 serial device is opened with the first data connection and closed (DTR/RTS
 dropped, the host's settings forgotten) when the last one goes; closing
 either connection of a pair closes both.  Command bytes wait until the
@@ -47,7 +50,7 @@ class DataProtocol(AdmittedSession):
 
     def claim(self) -> str | None:
         self.pair = self.port.take_slot("data", self)
-        return None if self.pair is not None else f"max connection {self.port.ctx.operating.max_connection}"
+        return None if self.pair is not None else self.port.last_refusal
 
     def admitted(self) -> None:
         assert self.pair is not None

@@ -5,8 +5,9 @@ TCP Server mode (settings.md §5.2–§5.3).
 Wire: raw bytes both ways on the port's local TCP port (4001+n-1 by
 default), no framing.  The command port (966+n-1 by default) speaks ASPP
 as in Real COM mode (nport_twisted.modes.aspp_command) to control the same
-port.  Up to "max connection" (1–4) hosts at once: serial
-data is copied to every host, host data goes to the serial port first in,
+port; only a host holding a data connection on the port may use it
+(command_requires_data, default on).  Up to "max connection" (1–4) hosts at
+once: serial data is copied to every host, host data goes to the serial port first in,
 first out.  A host beyond the limit is accepted and closed at once (logged),
 so the client sees a clean refusal rather than a hang in the listen backlog.
 
@@ -26,7 +27,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nport_twisted.config.settings import realcom_command_port, tcp_server_port
-from nport_twisted.modes.aspp_command import AsppPort, CommandProtocol, Pair, RealComOptions
+from nport_twisted.modes.aspp_command import (
+    AsppPort,
+    CommandProtocol,
+    Pair,
+    RealComOptions,
+    host_of,
+)
 from nport_twisted.net.listener import ListenerService
 from nport_twisted.net.session import (
     AdmittedSession,
@@ -62,6 +69,8 @@ class TcpServerProtocol(ChannelSession):
     def closed(self, reason: Failure) -> None:
         super().closed(reason)
         self._log.info("{channel}: {peer} disconnected", channel=self.channel.name, peer=self.peer)
+        if self.factory.command_port is not None:
+            self.factory.command_port.data_closed(self.peer)
 
 
 class TcpServerFactory(Factory):
@@ -72,6 +81,8 @@ class TcpServerFactory(Factory):
     def __init__(self, ctx: PortContext) -> None:
         self.ctx = ctx
         self.gate: Gate = ctx.gate()
+        #: The port's ASPP command port, told when a host's last data connection goes.
+        self.command_port: TcpServerCommandPort | None = None
 
     @property
     def active(self) -> list[AdmittedSession]:
@@ -104,11 +115,33 @@ class TcpServerCommandPort(AsppPort):
     channel as in Real COM mode (full control with max connection 1 or
     "allow driver control"); NOTIFY reports its modem lines.  The device
     stays open (TCP Server keeps it open), so nothing is held or released.
+
+    With C{command_requires_data} (the default) only a host holding a TCP
+    Server data connection on this port (C{data_gate}) may connect, and its
+    command connections close when its last data connection does: no other
+    host can change the flow control, DTR/RTS, break or speed of a line in
+    use (issue 10; ours, MOXA's device takes any host).
     """
+
+    def __init__(self, ctx: PortContext, options: RealComOptions | None = None, *,
+                 data_gate: Gate | None = None) -> None:
+        super().__init__(ctx, options)
+        self.data_gate = data_gate
+
+    def _data_hosts(self) -> set[str] | None:
+        if self.data_gate is None or not self.ctx.operating.command_requires_data:
+            return None
+        return {host_of(s.peer) for s in self.data_gate.active}
 
     def take_slot(self, kind: str, proto: AdmittedSession) -> Pair | None:
         if kind != "command" or not isinstance(proto, CommandProtocol):
             return None
+        hosts = self._data_hosts()
+        if hosts is not None and host_of(proto.peer) not in hosts:
+            self.last_refusal = ("the host holds no TCP Server data connection on this port "
+                                 "(command_requires_data)")
+            return None
+        self.last_refusal = f"max connection {self.ctx.operating.max_connection}"
         for i, pair in enumerate(self.slots):
             if pair is None:
                 new = CommandOnlyPair(self, i)
@@ -126,6 +159,22 @@ class TcpServerCommandPort(AsppPort):
         if not any(self.slots):
             # The device stays open in TCP Server mode: end the host's settings here.
             self.channel.clear_override()
+
+
+    def data_closed(self, peer: str) -> None:
+        """A data connection of C{peer} ended: its command connections go with its last one."""
+        hosts = self._data_hosts()
+        host = host_of(peer)
+        if hosts is None or host in hosts:
+            return
+        for pair in list(self.slots):
+            command = pair.command if pair is not None else None
+            if command is not None and host_of(command.peer) == host:
+                command.gate.logs.emit(command._log.info, "command-without-data", command.peer,
+                                       "{channel}: closing the command connection from {peer}: "
+                                       "its last data connection closed",
+                                       channel=self.channel.name, peer=command.peer)
+                command.transport.loseConnection()
 
 
 def tcp_server_command_listener(ctx: PortContext, options: RealComOptions | None = None, *,
@@ -153,7 +202,8 @@ def tcp_server_frontend(ctx: PortContext) -> TcpServerService:
     ASPP command port (966+n-1 by default) for IP-Serial-style control.
     """
     factory = TcpServerFactory(ctx)
-    command_port = TcpServerCommandPort(ctx)
+    command_port = TcpServerCommandPort(ctx, data_gate=factory.gate)
+    factory.command_port = command_port
     front = TcpServerService(factory, command_port)
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", port), factory, ctx.net,

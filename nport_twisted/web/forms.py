@@ -334,6 +334,12 @@ OPERATING_FIELDS: dict[str, Field] = {
         Field("command_port", "Command port", "int", help="0 = 966+n-1", size=6),
         Field("data_port", "Data port", "int", help="0 = 950+n-1", size=6),
         Field("secure", "Secure (TLS)", "bool"),
+        Field(
+            "command_requires_data",
+            "Command port only for data hosts",
+            "bool",
+            help="only a host with a data connection may use the command port",
+        ),
         Field("destinations", "Destination IP:port", "list", count=4, help="HOST:PORT"),
         Field(
             "designated_local_ports", "Designated local port", "list", count=4, item="int", size=6,
@@ -377,6 +383,7 @@ MODE_FIELDS: dict[OpMode, tuple[str, ...]] = {
         *_PACKING,
         "local_tcp_port",
         "command_port",
+        "command_requires_data",
     ),
     OpMode.TCP_CLIENT: (
         "tcp_alive_check_min",
