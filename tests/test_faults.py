@@ -685,7 +685,10 @@ def scenario_keepalive_settings() -> Figures:
                      wait_ports=(TCP_SERVER, TCP_SERVER + 1)) as live:
             one = connect(live.port(TCP_SERVER))
             off = connect(live.port(TCP_SERVER + 1))
-            timers = wait_until(lambda: keepalive_timer(live.port(TCP_SERVER)), 5, "the connection in ss")
+            # ss lists the socket as soon as the kernel completes the handshake, before the
+            # service has accepted it and armed keep-alive: wait for the armed timer.
+            timers = wait_until(lambda: [t for t in keepalive_timer(live.port(TCP_SERVER)) if t is not None],
+                                5, "the keep-alive timer of the accepted connection in ss")
             unarmed = wait_until(lambda: keepalive_timer(live.port(TCP_SERVER + 1)), 5, "the connection in ss")
             one.close()
             off.close()
