@@ -18,16 +18,21 @@ from here; nothing here imports the rest of the package.
     transport to hear when its write buffer fills and drains.
   - L{peer_closed}: whether the peer of a socket we are not reading from
     has closed or reset it (POLLRDHUP/POLLHUP/POLLERR, nothing consumed).
+  - L{import_without_tls}, L{enable_tls}: keep pyOpenSSL (about 13 MiB)
+    out of a process that serves no TLS (docs/performance.md, "Memory").
 """
 
 from __future__ import annotations
 
 import array
+import contextlib
 import enum
 import fcntl
 import select
 import socket
+import sys
 import termios
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from twisted.internet.abstract import FileDescriptor
@@ -36,6 +41,22 @@ from zope.interface import implementer
 
 #: Unread socket bytes discarded at most per L{discard_unread} call (bounds the loop).
 MAX_DISCARD = 1 << 20
+
+
+#: Transport type -> whether its instances may take L{write_now}'s direct path.  Decided
+#: once per type (the interface and class checks cost more than the write itself).
+_DIRECT_WRITE: dict[type, bool] = {}
+
+
+def _direct_write_type(cls: type) -> bool:
+    allowed = _DIRECT_WRITE.get(cls)
+    if allowed is None:
+        # Wrappers (TLS, policies.ProtocolWrapper) forward unknown attributes to
+        # the transport below: its writeSomeData would bypass them (for TLS, put
+        # plaintext on the wire).  Only a plain FileDescriptor qualifies.
+        allowed = _DIRECT_WRITE[cls] = (issubclass(cls, FileDescriptor)
+                                        and not ISSLTransport.implementedBy(cls))
+    return allowed
 
 
 def write_now(transport: Any, data: bytes) -> None:
@@ -50,27 +71,25 @@ def write_now(transport: Any, data: bytes) -> None:
     control and producers behave as before), and any error is left to the
     normal write path to report.  Only a plain C{FileDescriptor} (TCP
     connection, SerialPort) takes the fast path; anything else (TLS, any
-    other wrapper, test fakes) just gets C{write}.
+    other wrapper, test fakes) just gets C{write}.  The type check is made
+    once per transport type; the per-instance checks (nothing queued,
+    connected, not TLS-started, not providing ISSLTransport) every time.
     """
-    if ISSLTransport.providedBy(transport) or not isinstance(transport, FileDescriptor):
-        # Wrappers (TLS, policies.ProtocolWrapper) forward unknown attributes to
-        # the transport below: its writeSomeData would bypass them (for TLS, put
-        # plaintext on the wire).
-        transport.write(data)
-        return
-    try:
-        idle = (transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
-                and transport.connected and not transport.disconnecting
-                and not transport._writeDisconnected and not getattr(transport, "TLS", False))
-        write_some = transport.writeSomeData
-    except AttributeError:
-        idle = False
-    if idle and data:
-        sent = write_some(data)
-        if type(sent) is int and sent > 0:
-            if sent >= len(data):
-                return
-            data = data[sent:]
+    if data and _direct_write_type(type(transport)):
+        try:
+            idle = (transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
+                    and transport.connected and not transport.disconnecting
+                    and not transport._writeDisconnected and not getattr(transport, "TLS", False)
+                    and not ("__provides__" in transport.__dict__  # declared per instance
+                             and ISSLTransport.providedBy(transport)))
+        except AttributeError:
+            idle = False
+        if idle:
+            sent = transport.writeSomeData(data)
+            if type(sent) is int and sent > 0:
+                if sent >= len(data):
+                    return
+                data = data[sent:]
     transport.write(data)
 
 
@@ -189,3 +208,70 @@ def peer_closed(transport: Any) -> PeerClosed | None:
             return PeerClosed.FIN
         return None
     return None
+
+
+# --- the TLS stack, imported only when a TLS listener is configured --------------------
+
+#: Twisted modules that import pyOpenSSL when they are imported and it is installed,
+#: whether or not anything uses TLS: tcp (through _newtls, for startTLS), posixbase
+#: (for listenSSL/connectSSL), endpoints (for the ssl: and tls: strings).
+_TLS_IMPORTERS = ("twisted.internet.tcp", "twisted.internet.posixbase",
+                  "twisted.internet.endpoints")
+
+
+@contextlib.contextmanager
+def import_without_tls() -> Iterator[bool]:
+    """
+    Within the block, imports of pyOpenSSL fail, so the Twisted modules in
+    L{_TLS_IMPORTERS} that are imported there come up without it (they
+    support that: pyOpenSSL is optional to Twisted).  Yields whether it
+    hid anything: nothing is done once any of those modules or pyOpenSSL is
+    imported (then the TLS stack is already in memory, e.g. under trial).
+    L{enable_tls} gives those modules the TLS stack when a TLS listener is
+    wanted later.  Nothing of ours uses C{startTLS}, the one feature that
+    stays off on connections accepted by a listener made without it.
+    """
+    modules = sys.modules
+    if "OpenSSL" in modules or any(name in modules for name in _TLS_IMPORTERS):
+        yield False
+        return
+    modules["OpenSSL"] = None  # type: ignore[assignment]  # import OpenSSL -> ImportError
+    try:
+        yield True
+    finally:
+        if modules.get("OpenSSL", 0) is None:
+            del modules["OpenSSL"]
+
+
+def enable_tls() -> None:
+    """
+    Import the TLS stack and hand it to the Twisted modules that were
+    imported without it (L{import_without_tls}), so C{ssl:} endpoint strings
+    and C{listenSSL} work.  Call before building a TLS listener; cheap when
+    TLS is already there.  Raises ImportError when pyOpenSSL is missing.
+    """
+    from OpenSSL.SSL import Error as SSLError
+    from twisted.internet import ssl
+    from twisted.protocols import _sni, tls
+
+    posixbase = sys.modules.get("twisted.internet.posixbase")
+    if posixbase is not None and getattr(posixbase, "tls", True) is None:
+        from twisted.internet.interfaces import IReactorSSL
+        from zope.interface import classImplements
+
+        posixbase.tls = tls  # type: ignore[attr-defined]
+        posixbase.ssl = ssl  # type: ignore[attr-defined]
+        classImplements(posixbase.PosixReactorBase, IReactorSSL)  # type: ignore[misc]
+    endpoints = sys.modules.get("twisted.internet.endpoints")
+    if endpoints is not None and getattr(endpoints, "TLSMemoryBIOFactory", True) is None:
+        names = {"SSLError": SSLError, "Certificate": ssl.Certificate,
+                 "CertificateOptions": ssl.CertificateOptions, "KeyPair": ssl.KeyPair,
+                 "PrivateCertificate": ssl.PrivateCertificate,
+                 "optionsForClientTLS": ssl.optionsForClientTLS,
+                 "trustRootFromCertificates": ssl.trustRootFromCertificates,
+                 "SNIConnectionCreator": _sni.SNIConnectionCreator,
+                 "_TLSServerEndpoint": _sni.TLSServerEndpoint,
+                 "autoReloadingDirectoryOfPEMs": _sni.autoReloadingDirectoryOfPEMs,
+                 "TLSMemoryBIOFactory": tls.TLSMemoryBIOFactory}
+        for name, value in names.items():
+            setattr(endpoints, name, value)

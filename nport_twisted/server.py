@@ -12,6 +12,7 @@ connections), never the process or the other ports.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
 from typing import Any, Callable
 
 import attrs
@@ -50,13 +51,38 @@ _FRONTENDS: dict[OpMode, str] = {
 }
 
 
-def frontend_builders() -> dict[OpMode, FrontendBuilder]:
-    """The operating modes implemented so far and their front-end builders."""
-    builders: dict[OpMode, FrontendBuilder] = {}
-    for mode, path in _FRONTENDS.items():
-        module, _, name = path.partition(":")
-        builders[mode] = getattr(importlib.import_module(module), name)
-    return builders
+class FrontendBuilders(Mapping[OpMode, FrontendBuilder]):
+    """
+    The implemented operating modes (its keys, known without importing
+    anything) and their front-end builders, each module imported the first
+    time its mode is used: a process runs only the code of the modes it
+    serves (docs/performance.md, "Memory").
+    """
+
+    def __init__(self, paths: Mapping[OpMode, str]) -> None:
+        self._paths = dict(paths)
+        self._loaded: dict[OpMode, FrontendBuilder] = {}
+
+    def __getitem__(self, mode: OpMode) -> FrontendBuilder:
+        builder = self._loaded.get(mode)
+        if builder is None:
+            module, _, name = self._paths[mode].partition(":")
+            builder = self._loaded[mode] = getattr(importlib.import_module(module), name)
+        return builder
+
+    def __iter__(self) -> Iterator[OpMode]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __contains__(self, mode: object) -> bool:
+        return mode in self._paths
+
+
+def frontend_builders() -> FrontendBuilders:
+    """The operating modes implemented so far and their front-end builders (imported on use)."""
+    return FrontendBuilders(_FRONTENDS)
 
 
 @implementer(IPortState)
@@ -67,7 +93,7 @@ class PortService(service.MultiService):
 
     def __init__(self, ctx_factory: Callable[[SerialChannel, OperatingSettings], PortContext],
                  channel: SerialChannel, config: PortConfig,
-                 builders: dict[OpMode, FrontendBuilder]) -> None:
+                 builders: Mapping[OpMode, FrontendBuilder]) -> None:
         super().__init__()
         self.channel = channel
         self.config = config
@@ -143,7 +169,7 @@ class NPortService(service.MultiService):
 
     def __init__(self, reactor: Any, devices: list[str], config: DeviceConfig, store: SettingsStore,
                  opener: Opener, port_offset: int = 0, interface: str = "",
-                 builders: dict[OpMode, FrontendBuilder] | None = None,
+                 builders: Mapping[OpMode, FrontendBuilder] | None = None,
                  default_mode: OpMode = OpMode.REAL_COM, dsci_port: int | None = None,
                  run_blocking: Callable[[Callable[[], Any]], Deferred[Any]] | None = None) -> None:
         super().__init__()

@@ -125,13 +125,29 @@ class Options(usage.Options):
          "--dsci-port 4800 with --port-offset so they still find the box.", int],
     ]
 
+    optFlags: list[list[Any]] = [
+        ["twisted-reactor", None,
+         "Run on the reactor twistd/twist would pick, not nport-twisted's epoll reactor "
+         "with the cheaper event dispatch (docs/performance.md). twistd --reactor NAME "
+         "also wins."],
+    ]
+
     def opt_version(self) -> None:
         """Print the version and exit."""
         print(f"nport-twisted {__version__}")
         raise SystemExit(0)
 
     def postOptions(self) -> None:
-        from nport_twisted.server import frontend_builders
+        from nport_twisted._txinternals import import_without_tls
+
+        # The TLS stack is imported when a TLS listener is built (config.tls), not by
+        # Twisted's TCP modules at import; our reactor goes in before anything
+        # imports the global one (twistd/twist import it after parsing options).
+        with import_without_tls():
+            if not self["twisted-reactor"]:
+                from nport_twisted._reactor import install_default
+                install_default()
+            from nport_twisted.server import frontend_builders
 
         self["devices"] = check_devices(self["ports"])
         if not 0 <= self["port-offset"] < 65536:
@@ -209,17 +225,19 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
         child.setServiceParent(svc)
     # Web console and JSON API (TCP 80 + offset; optional HTTPS) and the telnet
     # console (TCP 23 + offset): one console state, so both edit the same pending
-    # settings and share the password, setup token and login rate limiting.
-    from nport_twisted.web import WebConsole, web_services
-    console = WebConsole(svc)
-    for child in web_services(svc, http_port=options["http-port"] or None,
-                              https_port=options["https-port"] or None,
-                              cert=options["https-cert"], console=console):
-        child.setServiceParent(svc)
-    if options["telnet-port"]:
-        from nport_twisted.console import telnet_services
-        for child in telnet_services(svc, console, options["telnet-port"]):
+    # settings and share the password, setup token and login rate limiting.  Not
+    # even imported when every console is off (docs/performance.md, "Memory").
+    if options["http-port"] or options["https-port"] or options["telnet-port"]:
+        from nport_twisted.web import WebConsole, web_services
+        console = WebConsole(svc)
+        for child in web_services(svc, http_port=options["http-port"] or None,
+                                  https_port=options["https-port"] or None,
+                                  cert=options["https-cert"], console=console):
             child.setServiceParent(svc)
+        if options["telnet-port"]:
+            from nport_twisted.console import telnet_services
+            for child in telnet_services(svc, console, options["telnet-port"]):
+                child.setServiceParent(svc)
     if options["config"]:
         _reload_on_sighup(reactor, svc)
     return svc

@@ -693,3 +693,61 @@ class StopTests(SynchronousTestCase):
         transport.producer.pauseProducing()
         channel.stopService()
         self.assertIsNone(transport.producer)
+
+
+class DeliveryFastPathTests(SynchronousTestCase):
+    """
+    One attached, unjammed session takes the channel's short delivery path;
+    several sessions, a jam or a failure must give what the general path gives.
+    """
+
+    def test_single_session_gets_every_chunk(self) -> None:
+        """One session receives the bytes in order and they are counted as frames."""
+        channel, device, _ = make_channel()
+        a = RecordingSession()
+        channel.attach(a)
+        device.receive(b"ab")
+        device.receive(b"cd")
+        self.assertEqual((a.received, channel.stats.frames), (b"abcd", 2))
+
+    def test_single_failing_session_detached_device_kept(self) -> None:
+        """A lone session that raises is logged, detached and aborted; the device stays open."""
+        channel, device, _ = make_channel()
+        bad = RecordingSession(fail=True)
+        channel.attach(bad)
+        device.receive(b"x")
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertTrue(bad.aborted)
+        self.assertEqual(channel.sessions, ())
+        self.assertTrue(channel.is_open)
+
+    def test_second_session_takes_general_path(self) -> None:
+        """With a second session attached both get the bytes; one failing does not stop the other."""
+        channel, device, _ = make_channel()
+        good, bad = RecordingSession(), RecordingSession(fail=True)
+        channel.attach(good)
+        channel.attach(bad)
+        device.receive(b"hi")
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertEqual((good.received, channel.sessions), (b"hi", (good,)))
+
+    def test_jammed_single_session_skipped_with_ignore_jammed(self) -> None:
+        """A jammed lone session is skipped (and the bytes counted) under "ignore jammed IP"."""
+        channel, device, _ = make_channel(ignore_jammed=True)
+        a = RecordingSession()
+        channel.attach(a)
+        channel.set_jammed(a, True)
+        device.receive(b"lost")
+        channel.set_jammed(a, False)
+        device.receive(b"kept")
+        self.assertEqual((a.received, channel.stats.serial_rx_dropped), (b"kept", 4))
+
+    def test_packing_on_goes_through_the_packer(self) -> None:
+        """With a packing rule set, one session still gets frames only as the packer cuts them."""
+        channel, device, _ = make_channel(packing=PackingConfig(packing_length=4))
+        a = RecordingSession()
+        channel.attach(a)
+        device.receive(b"abc")
+        self.assertEqual(a.chunks, [])
+        device.receive(b"de")
+        self.assertEqual(a.chunks, [b"abcd"])

@@ -523,3 +523,67 @@ class PySerialEndToEndTests(TestCase):
         # Assigning the timeout makes pyserial resend the whole configuration and wait for it.
         self.assertLess(await deferToThread(timed, setattr, ser, "timeout", 5), 1.0)
         self.assertEqual(termios.tcgetattr(pty.slave)[4], termios.B57600)
+
+
+class FastPathTests(SynchronousTestCase):
+    """
+    Data with no IAC byte skips the telnet parser and the escaping; anything
+    else (0xFF in the data, a sequence split across reads, NVT line endings,
+    a suspended client) must take the general path.
+    """
+
+    def test_plain_data_skips_the_parser(self) -> None:
+        """A chunk without IAC between sequences reaches the device without a parser call."""
+        h = Harness(self)
+        proto, _ = h.connect()
+        fed: list[bytes] = []
+        feed = proto._parser.feed
+        proto._parser.feed = lambda data: fed.append(data) or feed(data)  # type: ignore[method-assign]
+        proto.dataReceived(b"plain")
+        proto.dataReceived(b"a\xff\xffb")
+        self.assertEqual((h.device.written, fed), (b"plaina\xffb", [b"a\xff\xffb"]))
+
+    def test_iac_split_across_reads(self) -> None:
+        """An IAC at the end of one read makes the next read (with no IAC) go to the parser."""
+        h = Harness(self)
+        proto, _ = h.connect()
+        proto.dataReceived(b"ab\xff")
+        proto.dataReceived(bytes((t.NOP,)) + b"cd")  # IAC NOP split after the IAC
+        proto.dataReceived(b"\xff")
+        proto.dataReceived(b"\xffef")  # IAC IAC split: one 0xFF of data
+        self.assertEqual(h.device.written, b"abcd\xffef")
+
+    def test_subnegotiation_spanning_reads_never_reaches_the_device(self) -> None:
+        """The IAC-free middle of a subnegotiation split over reads is payload, not data."""
+        h = Harness(self)
+        proto, transport = h.connect()
+        sb = request(Cmd.SET_BAUDRATE, 115200)
+        proto.dataReceived(sb[:4])  # IAC SB 44 1
+        proto.dataReceived(sb[4:-2])  # the baud rate: no IAC in 115200
+        proto.dataReceived(sb[-2:])
+        self.assertEqual(h.device.written, b"")
+        self.assertEqual(transport.value(), reply(Cmd.SET_BAUDRATE, 115200))
+
+    def test_client_without_binary_gets_nvt_rules(self) -> None:
+        """A client refusing BINARY has CR NUL undone on the way in, bare CR escaped on the way out."""
+        h = Harness(self)
+        proto, transport = h.connect(rfc2217=False)
+        proto.dataReceived(neg(t.WONT, t.BINARY) + neg(t.DONT, t.BINARY))
+        transport.clear()
+        proto.dataReceived(b"a\r\x00b")
+        self.assertEqual(h.device.written, b"a\rb")
+        h.device.receive(b"x\ry")
+        self.assertEqual(transport.value(), b"x\r\x00y")
+
+    def test_serial_iac_doubled_and_suspend_holds(self) -> None:
+        """Serial 0xFF is doubled; while suspended even IAC-free data is held, not written."""
+        h = Harness(self)
+        proto, transport = h.connect()
+        h.device.receive(b"\xff")
+        self.assertEqual(transport.value(), b"\xff\xff")
+        proto.dataReceived(request(Cmd.FLOWCONTROL_SUSPEND))
+        transport.clear()
+        h.device.receive(b"later")
+        self.assertEqual(transport.value(), b"")
+        proto.dataReceived(request(Cmd.FLOWCONTROL_RESUME))
+        self.assertEqual(transport.value(), b"later")

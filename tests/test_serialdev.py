@@ -476,3 +476,43 @@ class WriteNowPathTests(SynchronousTestCase):
         write_now(fd, b"abcd")  # 2 sent, "cd" queued
         write_now(fd, b"ef")  # must not jump the queue
         self.assertEqual((fd.sent, _queued(fd)), ([b"ab"], b"cdef"))  # type: ignore[attr-defined]
+
+
+class WriteNowFallbackTests(SynchronousTestCase):
+    """write_now's per-type decision must not let a TLS transport or a wrapper through."""
+
+    def test_instance_declared_tls_not_bypassed(self) -> None:
+        """A FileDescriptor declared ISSLTransport on the instance gets write(), not a direct send."""
+        from twisted.internet.interfaces import ISSLTransport
+        from zope.interface import directlyProvides
+
+        from nport_twisted._txinternals import write_now
+        plain, tls = _Fd.make([3]), _Fd.make([3])
+        directlyProvides(tls, ISSLTransport)
+        write_now(plain, b"abc")  # the type is now known as direct-capable
+        write_now(tls, b"xyz")
+        self.assertEqual((plain.sent, tls.sent), ([b"abc"], []))  # type: ignore[attr-defined]
+        self.assertEqual(_queued(tls), b"xyz")
+
+    def test_tls_started_connection_not_bypassed(self) -> None:
+        """A connection that started TLS (its TLS flag set) is written through write()."""
+        from nport_twisted._txinternals import write_now
+        fd = _Fd.make([4])
+        fd.TLS = True  # type: ignore[attr-defined]
+        write_now(fd, b"data")
+        self.assertEqual((fd.sent, _queued(fd)), ([], b"data"))  # type: ignore[attr-defined]
+
+    def test_tls_class_never_direct(self) -> None:
+        """A FileDescriptor class implementing ISSLTransport is never given the direct path."""
+        from twisted.internet.abstract import FileDescriptor
+        from twisted.internet.interfaces import ISSLTransport
+        from zope.interface import implementer as _implementer
+
+        from nport_twisted._txinternals import _direct_write_type
+
+        @_implementer(ISSLTransport)
+        class TlsFd(FileDescriptor):
+            pass
+
+        self.assertEqual((_direct_write_type(TlsFd), _direct_write_type(FileDescriptor)),
+                         (False, True))

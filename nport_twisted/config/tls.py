@@ -94,7 +94,14 @@ def _private_temp_dir() -> str:
 
 
 def tls_endpoint_options(state_dir: str | None) -> str:
-    """The ``:privateKey=…:certKey=…`` suffix of an ``ssl:`` endpoint string."""
+    """
+    The ``:privateKey=…:certKey=…`` suffix of an ``ssl:`` endpoint string.
+    Every TLS listener is built through here, so this is where the TLS stack
+    is loaded (L{nport_twisted._txinternals.enable_tls}).
+    """
+    from nport_twisted._txinternals import enable_tls
+
+    enable_tls()
     # Escaped as twisted.internet.endpoints.quoteStringArgument does.
     path = certificate_path(state_dir).replace("\\", "\\\\").replace(":", "\\:")
     return f":privateKey={path}:certKey={path}"

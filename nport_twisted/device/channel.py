@@ -472,14 +472,18 @@ class SerialChannel(service.Service):
             fn(session)
             return True
         except Exception:
-            self._log.failure("{channel}: session {session!r} failed; detaching it",
-                              channel=self.name, session=session)
-            self.detach(session)
-            try:
-                session.abort()
-            except Exception:
-                pass  # already logged why it goes; its transport is beyond help
+            self._failed(session)
             return False
+
+    def _failed(self, session: IChannelSession) -> None:
+        """C{session} raised (inside an C{except} block): log it, detach it, drop it."""
+        self._log.failure("{channel}: session {session!r} failed; detaching it",
+                          channel=self.name, session=session)
+        self.detach(session)
+        try:
+            session.abort()
+        except Exception:
+            pass  # already logged why it goes; its transport is beyond help
 
     def _broadcast(self, fn: Callable[[IChannelSession], Any]) -> None:
         for session in list(self._sessions):
@@ -500,6 +504,15 @@ class SerialChannel(service.Service):
     def _deliver(self, chunk: bytes) -> None:
         self.stats.frames += 1
         sessions = self._sessions
+        if len(sessions) == 1 and not self._jammed:
+            # One peer, not jammed (the common case): no copy of the list, no
+            # closure.  Several peers or a jam take the general loop below.
+            session = sessions[0]
+            try:
+                session.serial_data(chunk)
+            except Exception:
+                self._failed(session)
+            return
         if not sessions:
             self.stats.serial_rx_dropped += len(chunk)
             return

@@ -63,6 +63,8 @@ Cmd = t.ComPortCommand
 
 #: Serial bytes held for a client that sent FLOWCONTROL-SUSPEND; beyond this they are dropped.
 _MAX_HELD = 64 * 1024
+#: The telnet IAC byte: data without it needs no parsing or escaping (the fast paths).
+_IAC = b"\xff"
 
 _PARITY_CODE = {Parity.NONE: t.PARITY_NONE, Parity.ODD: t.PARITY_ODD, Parity.EVEN: t.PARITY_EVEN,
                 Parity.MARK: t.PARITY_MARK, Parity.SPACE: t.PARITY_SPACE}
@@ -126,6 +128,7 @@ class Rfc2217Protocol(ChannelSession):
         self._options = t.OptionTable(local=(t.BINARY, t.SGA, t.COM_PORT_OPTION),
                                       remote=(t.BINARY, t.SGA, t.COM_PORT_OPTION))
         self._cr_nul: t.CrNulFilter | None = None  # only while the client refuses BINARY
+        self._binary = False  # _binary_out, kept up to date by admitted() and _negotiated()
         self._com_port = False  # the client speaks RFC 2217 (initial NOTIFY sent)
         self.linestate_mask = 0  # RFC 2217 initial masks
         self.modemstate_mask = 255
@@ -163,12 +166,19 @@ class Rfc2217Protocol(ChannelSession):
             opts.request(t.BINARY, local=True), opts.request(t.BINARY, local=False),
             opts.request(t.SGA, local=True), opts.request(t.SGA, local=False),
             opts.request(t.COM_PORT_OPTION, local=False))))
+        self._binary = self._binary_out
         self.touch()
         self._log.info("{channel}: RFC 2217 client {peer} connected ({count}/{limit})",
                        channel=self.channel.name, peer=self.peer, count=len(self.gate.active),
                        limit=self.gate.limit)
 
     def received(self, data: bytes) -> None:
+        if (self._cr_nul is None and not self._backlog and self._parser.in_data
+                and _IAC not in data):
+            # Plain data between commands, nothing waiting (the hot path): no parser, no events.
+            self.ctx.channel.write(data)
+            self.touch()
+            return
         # Bounded work per reactor turn; the answers of a batch leave in one send.
         self.handle_events(list(self._parser.feed(data)), self._event)
 
@@ -205,6 +215,7 @@ class Rfc2217Protocol(ChannelSession):
         # NVT line endings only when the client explicitly refused BINARY.
         theirs = opts.get(t.BINARY, local=False)
         refused = theirs is not None and theirs.state is t.OptionState.INACTIVE
+        self._binary = self._binary_out
         if refused and self._cr_nul is None:
             self._cr_nul = t.CrNulFilter()
         elif not refused:
@@ -402,7 +413,7 @@ class Rfc2217Protocol(ChannelSession):
     def _send(self, data: bytes) -> None:
         """Unsolicited bytes for the client: held while it asked us to suspend."""
         if not self.suspended:
-            self.transport.write(data)
+            self.send(data)  # at once when nothing is queued (after any reply queued before)
         elif self._held_len + len(data) <= _MAX_HELD:
             self._held.append(data)
             self._held_len += len(data)
@@ -412,7 +423,10 @@ class Rfc2217Protocol(ChannelSession):
     # -- IChannelSession -----------------------------------------------------------------
 
     def serial_data(self, data: bytes) -> None:
-        self._send(t.escape_data(data, self._binary_out))
+        if self._binary and not self.suspended and _IAC not in data:
+            self.send(data)  # nothing to escape (the hot path)
+        else:
+            self._send(t.escape_data(data, self._binary_out))
         self.touch()
 
     def _modem_now(self) -> int:

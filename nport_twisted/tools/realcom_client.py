@@ -56,7 +56,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nport_twisted._exceptions import NPortError
-from nport_twisted._txinternals import unsent_bytes
+from nport_twisted._txinternals import unsent_bytes, write_now
 from nport_twisted.wire import aspp
 
 __all__ = [
@@ -690,7 +690,7 @@ class RealComClient:
         """Send serial bytes; raises L{NotConnected} when the data connection is down."""
         if self._data is None or self.state not in (ClientState.OPEN, ClientState.CLOSING):
             raise NotConnected(f"{self!r}: cannot write")
-        self._data.transport.write(data)
+        write_now(self._data.transport, data)  # at once when nothing is queued (no extra turn)
 
     @property
     def data_transport(self) -> ITransport | None:

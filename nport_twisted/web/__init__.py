@@ -68,6 +68,9 @@ def web_services(
         services.append(listener)
     if https_port is not None:
         if cert is not None:
+            from nport_twisted._txinternals import enable_tls
+
+            enable_tls()  # the TLS stack is imported for TLS listeners only
             options = f":privateKey={_quote(cert)}:certKey={_quote(cert)}"
         else:
             from nport_twisted.config.tls import tls_endpoint_options

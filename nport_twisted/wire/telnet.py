@@ -140,6 +140,14 @@ class TelnetParser:
         self._sb_overflow = False
         self.dropped_subnegotiations = 0
 
+    @property
+    def in_data(self) -> bool:
+        """
+        Between sequences (no IAC pending): a chunk with no IAC byte is then
+        all data, and the caller may pass it on without L{feed}.
+        """
+        return self._state == _S_DATA
+
     def feed(self, data: bytes) -> list[TelnetEvent]:
         """The events completed by C{data}; incomplete sequences wait for the next chunk."""
         events: list[TelnetEvent] = []
