@@ -47,6 +47,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nport_twisted import __version__
+from nport_twisted._txinternals import write_now
 from nport_twisted.device.channel import LineEvents, ModemLines
 from nport_twisted.net.listener import ListenerService
 from nport_twisted.net.session import AdmittedSession, ChannelSession, Gate, PortContext
@@ -413,7 +414,9 @@ class Rfc2217Protocol(ChannelSession):
     def _send(self, data: bytes) -> None:
         """Unsolicited bytes for the client: held while it asked us to suspend."""
         if not self.suspended:
-            self.send(data)  # at once when nothing is queued (after any reply queued before)
+            # At once when nothing is queued (after any reply queued before); serial
+            # data is bounded by the jam rule, not by the reply bound of send().
+            write_now(self.transport, data)
         elif self._held_len + len(data) <= _MAX_HELD:
             self._held.append(data)
             self._held_len += len(data)
@@ -424,7 +427,7 @@ class Rfc2217Protocol(ChannelSession):
 
     def serial_data(self, data: bytes) -> None:
         if self._binary and not self.suspended and _IAC not in data:
-            self.send(data)  # nothing to escape (the hot path)
+            write_now(self.transport, data)  # nothing to escape (the hot path)
         else:
             self._send(t.escape_data(data, self._binary_out))
         self.touch()
