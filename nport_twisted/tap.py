@@ -19,7 +19,7 @@ from twisted.python import usage
 from nport_twisted import __version__
 from nport_twisted._exceptions import ConfigError
 from nport_twisted.config.store import SettingsStore
-from nport_twisted.config.models import default_model, find_model
+from nport_twisted.config.models import Model, default_model, find_model
 from nport_twisted.config.settings import DeviceConfig, OpMode
 
 if TYPE_CHECKING:  # the server is imported by makeService: plugin scans stay cheap
@@ -102,7 +102,8 @@ class Options(usage.Options):
          "written on the first save."],
         ["model", "m", None,
          "NPort model to present (e.g. 5232, 'NPort 5650-8'). Default by port count: "
-         "1: 5110, 2: 5232, 3-4: 5450, 5-8: 5650-8, 9-16: 5650-16."],
+         "1: 5110, 2: 5232, 3-4: 5450, 5-8: 5650-8, 9-16: 5650-16, 17-32: 6650-32 "
+         "(no discovery IDs are known for it: no DSCI)."],
         ["mode", None, "realcom",
          f"Operating mode of ports with no saved setting: {_MODE_NAMES}."],
         ["interface", "i", "",
@@ -131,6 +132,21 @@ class Options(usage.Options):
          "with the cheaper event dispatch (docs/performance.md). twistd --reactor NAME "
          "also wins."],
     ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["box_specs"] = []
+
+    def opt_box(self, spec: str) -> None:
+        """
+        One more NPort identity in this process (repeatable), bound to its own
+        address: 'ports=DEV[,DEV...];interface=ADDRESS;config=FILE' plus
+        optional ';model=NAME', ';mode=MODE', ';port-offset=N'. Its settings
+        file (its own: name, MAC, password, ports) must set [identity] mac.
+        The consoles, HTTPS and DSCI port options apply to every identity.
+        Needs --interface for the first identity too (docs/user-guide.md).
+        """
+        self["box_specs"].append(spec)
 
     def opt_version(self) -> None:
         """Print the version and exit."""
@@ -163,41 +179,144 @@ class Options(usage.Options):
                 raise usage.UsageError("--https-cert needs --https-port")
             if not os.access(self["https-cert"], os.R_OK):
                 raise usage.UsageError(f"--https-cert: cannot read {self['https-cert']}")
-        mode = _parse_mode(self["mode"])
         implemented = frontend_builders()
-        if mode not in implemented:
-            raise usage.UsageError(
-                f"--mode {mode.value} is not implemented yet; implemented: "
-                + ", ".join(m.value for m in implemented))
-        store = SettingsStore(self["config"])
+        main = _load_box(self["devices"], self["config"], self["model"], self["mode"],
+                         self["interface"], self["port-offset"], implemented)
+        self["store"] = main.store
+        self["default_mode"] = main.default_mode
+        self["device_config"] = main.config
+        self["model_info"] = main.model
+        self["boxes"] = [main] + [_parse_box(spec, f"--box {n}", self, implemented)
+                                  for n, spec in enumerate(self["box_specs"], 2)]
+        if len(self["boxes"]) > 1:
+            _check_boxes(self["boxes"])
+
+
+@attrs.frozen
+class Box:
+    """One NPort identity of the process: its devices, settings file and address."""
+
+    devices: list[str]
+    store: SettingsStore
+    config: DeviceConfig
+    default_mode: OpMode
+    model: Model
+    interface: str
+    port_offset: int
+    label: str  # for messages: "--ports" or "--box 2"
+
+
+def _load_box(devices: list[str], config_path: str | None, model_name: str | None, mode_text: str,
+              interface: str, port_offset: int, implemented: Any, label: str = "") -> Box:
+    """Check and load one identity's settings; usage errors name the identity (C{label})."""
+    where = f"{label}: " if label else ""
+    mode = _parse_mode(mode_text)
+    if mode not in implemented:
+        raise usage.UsageError(
+            f"{where}--mode {mode.value} is not implemented yet; implemented: "
+            + ", ".join(m.value for m in implemented))
+    store = SettingsStore(config_path)
+    try:
+        config = store.load(mode)
+    except ConfigError as e:
+        raise usage.UsageError(f"{where}bad settings file: {e}") from None
+    count = len(devices)
+    identity = config.identity
+    if model_name:
         try:
-            config = store.load(mode)
-        except ConfigError as e:
-            raise usage.UsageError(f"bad settings file: {e}") from None
-        count = len(self["devices"])
-        identity = config.identity
-        if self["model"]:
-            try:
-                identity = attrs.evolve(identity, model=find_model(self["model"]).name)
-            except KeyError as e:
-                raise usage.UsageError(f"--model: {e.args[0]}") from None
-        try:
-            model = identity.model_info(count)
-        except (KeyError, ValueError) as e:
-            raise usage.UsageError(str(e.args[0])) from None
-        if count > model.port_count:
+            identity = attrs.evolve(identity, model=find_model(model_name).name)
+        except KeyError as e:
+            raise usage.UsageError(f"{where}--model: {e.args[0]}") from None
+    try:
+        model = identity.model_info(count)
+    except (KeyError, ValueError) as e:
+        raise usage.UsageError(where + str(e.args[0])) from None
+    if count > model.port_count:
+        raise usage.UsageError(
+            f"{where}{count} serial ports but {model.name} has {model.port_count}; pick a larger "
+            f"--model or fewer --ports")
+    config = attrs.evolve(config, identity=identity).with_port_count(count, mode)
+    for n, port in enumerate(config.ports, 1):
+        if port.operating.mode not in implemented:
             raise usage.UsageError(
-                f"{count} serial ports but {model.name} has {model.port_count}; pick a larger "
-                f"--model or fewer --ports")
-        config = attrs.evolve(config, identity=identity).with_port_count(count, mode)
-        for n, port in enumerate(config.ports, 1):
-            if port.operating.mode not in implemented:
-                raise usage.UsageError(
-                    f"port {n}: saved mode {port.operating.mode.value} is not implemented yet")
-        self["store"] = store
-        self["default_mode"] = mode
-        self["device_config"] = config
-        self["model_info"] = model
+                f"{where}port {n}: saved mode {port.operating.mode.value} is not implemented yet")
+    return Box(devices, store, config, mode, model, interface, port_offset, label or "--ports")
+
+
+_BOX_KEYS = frozenset(("ports", "interface", "config", "model", "mode", "port-offset"))
+
+
+def _parse_box(spec: str, label: str, options: Options, implemented: Any) -> Box:
+    """One C{--box} value: C{key=value} pairs separated by semicolons."""
+    fields: dict[str, str] = {}
+    for item in spec.split(";"):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in _BOX_KEYS:
+            raise usage.UsageError(f"{label}: {item.strip()!r} is not one of "
+                                   + ", ".join(f"{k}=..." for k in sorted(_BOX_KEYS)))
+        if key in fields:
+            raise usage.UsageError(f"{label}: {key} given twice")
+        fields[key] = value.strip()
+    for key in ("ports", "interface", "config"):
+        if not fields.get(key):
+            raise usage.UsageError(f"{label}: {key}=... is required (each identity has its own "
+                                   "devices, address and settings file)")
+    try:
+        offset = int(fields.get("port-offset", options["port-offset"]))
+    except ValueError:
+        raise usage.UsageError(f"{label}: port-offset must be a number") from None
+    if not 0 <= offset < 65536:
+        raise usage.UsageError(f"{label}: port-offset must be from 0 to 65535")
+    devices = check_devices(fields["ports"])
+    return _load_box(devices, fields["config"], fields.get("model"),
+                     fields.get("mode", options["mode"]), fields["interface"], offset,
+                     implemented, label)
+
+
+def _check_boxes(boxes: list[Box]) -> None:
+    """Several identities in one process: each must be told apart on the wire."""
+    from nport_twisted.config.settings import parse_mac
+
+    seen_dev: dict[str, str] = {}
+    seen_addr: dict[tuple[str, int], str] = {}
+    seen_mac: dict[bytes, str] = {}
+    seen_file: dict[str, str] = {}
+    for box in boxes:
+        if not box.interface:
+            raise usage.UsageError(
+                f"{box.label}: several NPort identities in one process each need their own "
+                "address (--interface for the first, interface=... in each --box)")
+        key = (box.interface, box.port_offset)
+        if key in seen_addr:
+            raise usage.UsageError(f"{box.label}: {box.interface} (offset {box.port_offset}) is "
+                                   f"already used by {seen_addr[key]}")
+        seen_addr[key] = box.label
+        for dev in box.devices:
+            real = os.path.realpath(dev)
+            if real in seen_dev:
+                raise usage.UsageError(f"{box.label}: {dev} is already served by {seen_dev[real]}")
+            seen_dev[real] = box.label
+        path = os.path.realpath(box.store.path) if box.store.path else None
+        if path is None:
+            raise usage.UsageError(f"{box.label}: give each identity its own settings file "
+                                   "(--config for the first, config=... in each --box)")
+        if path in seen_file:
+            raise usage.UsageError(f"{box.label}: {box.store.path} is already the settings file "
+                                   f"of {seen_file[path]}")
+        seen_file[path] = box.label
+        mac = parse_mac(box.config.identity.mac) if box.config.identity.mac else None
+        if mac is None:
+            raise usage.UsageError(
+                f"{box.label}: {box.store.path} sets no [identity] mac; several identities in "
+                "one process each need their own MAC (discovery and NPort Administrator tell "
+                "boxes apart by it)")
+        if mac in seen_mac:
+            raise usage.UsageError(f"{box.label}: MAC {box.config.identity.mac} is already the "
+                                   f"MAC of {seen_mac[mac]}")
+        seen_mac[mac] = box.label
 
 
 def makeService(options: Options, reactor: Any = None) -> NPortService:
@@ -209,14 +328,26 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
         from twisted.internet import reactor as default_reactor
         reactor = default_reactor
 
+    boxes: list[Box] = options["boxes"]
+    services = [_build_box(box, options, reactor) for box in boxes]
+    svc = services[0]
+    for other in services[1:]:  # more identities: children of the first, started and stopped with it
+        other.setServiceParent(svc)
+    with_file = [s for s, box in zip(services, boxes) if box.store.path]
+    if with_file:
+        _reload_on_sighup(reactor, *with_file)
+    return svc
+
+
+def _build_box(box: Box, options: Options, reactor: Any) -> NPortService:
+    """One NPort identity: its ports, device services and consoles."""
     from nport_twisted.device.adapter import open_serial_port
     from nport_twisted.server import NPortService
 
-    config: DeviceConfig = options["device_config"]
     svc = NPortService(
-        reactor, options["devices"], config, options["store"],
-        opener=open_serial_port(reactor), port_offset=options["port-offset"],
-        interface=options["interface"], default_mode=options["default_mode"],
+        reactor, box.devices, box.config, box.store,
+        opener=open_serial_port(reactor), port_offset=box.port_offset,
+        interface=box.interface, default_mode=box.default_mode,
         dsci_port=options["dsci-port"], run_blocking=_in_thread(reactor),
     )
     # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
@@ -238,8 +369,6 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
             from nport_twisted.console import telnet_services
             for child in telnet_services(svc, console, options["telnet-port"]):
                 child.setServiceParent(svc)
-    if options["config"]:
-        _reload_on_sighup(reactor, svc)
     return svc
 
 
@@ -253,7 +382,7 @@ def _in_thread(reactor: Any) -> Any:
     return run
 
 
-def _reload_on_sighup(reactor: Any, svc: Any) -> None:
+def _reload_on_sighup(reactor: Any, *services: Any) -> None:
     """
     SIGHUP re-reads the settings file, as ser2net users expect.
 
@@ -264,6 +393,7 @@ def _reload_on_sighup(reactor: Any, svc: Any) -> None:
     import signal
 
     def handler(signum: int, frame: object) -> None:
-        reactor.callFromThread(svc.reload)
+        for svc in services:  # every identity with a settings file re-reads its own
+            reactor.callFromThread(svc.reload)
 
     signal.signal(signal.SIGHUP, handler)

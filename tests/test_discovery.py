@@ -1075,3 +1075,30 @@ class IdentityTypeTests(SynchronousTestCase):
         identity = resolve_identity(CONFIG, mac=lambda: (MAC, "fixture"))
         self.assertIsInstance(identity, DeviceIdentity)
         self.assertEqual(identity.mac_text, "00:90:E8:12:34:56")
+
+
+class NoDiscoveryIdsTests(SynchronousTestCase):
+    """A model without known discovery IDs (the 32-port ones) has no DSCI face."""
+
+    def test_only_the_capture_service(self) -> None:
+        """device_services gives only TCP 4900 for an NPort 6650-32, and says why in the log."""
+        from nport_twisted.config.settings import DeviceConfig, Identity, OpMode
+        from nport_twisted.services.discovery import device_services
+
+        config = attrs.evolve(DeviceConfig(), identity=Identity(model="NPort 6650-32")
+                              ).with_port_count(17, OpMode.REAL_COM)
+
+        class Server:
+            pass
+
+        server: Any = Server()
+        server.config = config
+        server.reactor = MemoryReactorClock()
+        server.net = NetTable()
+        server.interface, server.port_offset, server.dsci_port = "127.0.0.1", 20000, None
+        server.endpoint = lambda proto, port: f"{proto}:{port + 20000}:interface=127.0.0.1"
+        server.state_dir = None
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        services = device_services(server, HOST)
+        self.assertEqual([s.name for s in services], ["tcp4900-capture"])  # type: ignore[attr-defined]
+        self.assertTrue(any("no known discovery IDs" in str(e.get("log_format")) for e in events))

@@ -488,12 +488,25 @@ class ModelTests(SynchronousTestCase):
 
     def test_default_model_limits(self) -> None:
         """
-        No model is picked for 0 or more than 16 ports.
+        No model is picked for 0 or more than 32 ports (issue 14: MOXA's
+        largest models have 32); 17-32 ports present an NPort 6650-32.
         """
-        self.assertEqual(MAX_PORTS, 16)
+        self.assertEqual(MAX_PORTS, 32)
         self.assertRaises(ValueError, default_model, 0)
-        e = self.assertRaises(ValueError, default_model, 17)
-        self.assertIn("17 serial ports", str(e))
+        self.assertEqual({default_model(n).name for n in range(17, 33)}, {"NPort 6650-32"})
+        e = self.assertRaises(ValueError, default_model, 33)
+        self.assertIn("33 serial ports", str(e))
+
+    def test_32_port_models_have_no_invented_ids(self) -> None:
+        """
+        The 32-port models carry no discovery IDs (none is known, dsci.md
+        section 8): asking for them is an error, never a made-up pair.
+        """
+        for name in ("6650-32", "6610-32"):
+            model = find_model(name)
+            self.assertEqual((model.port_count, model.discoverable), (32, False))
+            self.assertRaises(ValueError, lambda: model.ids)
+        self.assertEqual(find_model("5232").ids, (0x80000312, 0x0332))
 
     def test_discovery_ids(self) -> None:
         """

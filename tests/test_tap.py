@@ -124,11 +124,17 @@ class OptionsTests(SynchronousTestCase):
                               "--model", "5110")
         self.assertIn("NPort 5110 has 1", str(e))
 
-    def test_more_than_16_ports(self) -> None:
-        """17 ports without a model that has them is a clear error."""
+    def test_more_ports_than_the_model(self) -> None:
+        """
+        17 ports on a 16-port model, or more than the 32 of MOXA's largest
+        model (issue 14 raised the limit from 16), is a clear error.
+        """
         devices = ",".join(f"/dev/nx{i}" for i in range(17))
-        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", devices)
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", devices, "--model", "5650-16")
         self.assertIn("17 serial ports", str(e))
+        devices = ",".join(f"/dev/nx{i}" for i in range(33))
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", devices)
+        self.assertIn("33 serial ports", str(e))
 
     def test_mode(self) -> None:
         """--mode sets the mode of ports without saved settings."""
@@ -306,3 +312,75 @@ class PrivilegedPortTests(SynchronousTestCase):
         svc = ListenerService(reactor, "tcp:10950:interface=127.0.0.1", object())  # type: ignore[arg-type]
         svc.startService()
         self.assertEqual([(p, h) for p, _, _, h in reactor.tcpServers], [(10950, "127.0.0.1")])
+
+
+def _box_file(test: SynchronousTestCase, mac: str | None) -> str:
+    path = test.mktemp()
+    with open(path, "w") as f:
+        f.write(f"[identity]\nmac = {mac}\n" if mac else "")
+    return path
+
+
+class BoxTests(SynchronousTestCase):
+    """Several NPort identities in one process (--box), each on its own address."""
+
+    def test_two_identities_listen_on_their_own_addresses(self) -> None:
+        """Each identity gets its ports on its own interface; the first is the service returned."""
+        a, b = _box_file(self, "00:90:E8:00:00:01"), _box_file(self, "00:90:E8:00:00:02")
+        options = _parse(self, "--ports", "/dev/nx0,/dev/nx1", "--config", a, "--mode", "tcp-server",
+                         "--interface", "127.0.0.1", "--port-offset", "20000", "--http-port", "0",
+                         "--telnet-port", "0",
+                         "--box", f"ports=/dev/nx2;interface=127.0.0.2;config={b};mode=realcom")
+        reactor = MemoryReactorClock()
+        svc = makeService(options, reactor=reactor)
+        boxes = [svc] + [c for c in svc if type(c) is type(svc)]  # type: ignore[attr-defined]
+        self.assertEqual([len(x.ports) for x in boxes], [2, 1])  # type: ignore[attr-defined]
+        for port in boxes[0].ports + boxes[1].ports:  # type: ignore[attr-defined]
+            port.startService()
+            self.addCleanup(port.stopService)
+        self.assertEqual(sorted((h, n) for n, _, _, h in reactor.tcpServers),
+                         [("127.0.0.1", 20966), ("127.0.0.1", 20967), ("127.0.0.1", 24001),
+                          ("127.0.0.1", 24002), ("127.0.0.2", 20950), ("127.0.0.2", 20966)])
+
+    def test_single_identity_unchanged(self) -> None:
+        """Without --box there is one identity, as before, and no MAC or address is required."""
+        options = _parse(self, "--ports", "/dev/nx0")
+        self.assertEqual(len(options["boxes"]), 1)
+        self.assertEqual(options["boxes"][0].interface, "")
+
+    def test_identities_must_be_told_apart(self) -> None:
+        """Same address, no MAC, the same MAC, the same file or a missing key: usage errors."""
+        a, b = _box_file(self, "00:90:E8:00:00:01"), _box_file(self, "00:90:E8:00:00:02")
+        same_mac, no_mac = _box_file(self, "00:90:E8:00:00:01"), _box_file(self, None)
+        base = ["--ports", "/dev/nx0", "--config", a, "--interface", "127.0.0.1"]
+        cases = {
+            f"ports=/dev/nx1;interface=127.0.0.1;config={b}": "already used",
+            f"ports=/dev/nx1;interface=127.0.0.2;config={no_mac}": "[identity] mac",
+            f"ports=/dev/nx1;interface=127.0.0.2;config={same_mac}": "already the MAC",
+            f"ports=/dev/nx1;interface=127.0.0.2;config={a}": "already the settings file",
+            f"ports=/dev/nx0;interface=127.0.0.2;config={b}": "already served",
+            f"ports=/dev/nx1;config={b}": "interface=... is required",
+            f"ports=/dev/nx1;interface=127.0.0.2;config={b};colour=red": "not one of",
+        }
+        for spec, message in cases.items():
+            e = self.assertRaises(usage.UsageError, Options().parseOptions, [*base, "--box", spec])
+            self.assertIn(message, str(e), spec)
+        e = self.assertRaises(usage.UsageError, Options().parseOptions,
+                              ["--ports", "/dev/nx0", "--config", a,
+                               "--box", f"ports=/dev/nx1;interface=127.0.0.2;config={b}"])
+        self.assertIn("own address", str(e))
+
+    def test_32_ports_in_one_identity(self) -> None:
+        """32 ports are one NPort 6650-32: Real COM ports 17-32 use 982+ and 998+."""
+        devices = ",".join(f"/dev/nx{i}" for i in range(32))
+        options = _parse(self, "--ports", devices, "--port-offset", "20000")
+        self.assertEqual(options["model_info"].name, "NPort 6650-32")
+        reactor = MemoryReactorClock()
+        svc = makeService(options, reactor=reactor)
+        for port in svc.ports[15:17]:
+            port.startService()
+            self.addCleanup(port.stopService)
+        self.assertEqual(sorted(n for n, *_ in reactor.tcpServers), [20965, 20981, 20982, 20998])
+        e = self.assertRaises(usage.UsageError, Options().parseOptions,
+                              ["--ports", devices + ",/dev/nx32"])
+        self.assertIn("33 serial ports", str(e))

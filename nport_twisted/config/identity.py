@@ -223,7 +223,8 @@ class DeviceIdentity:
     @property
     def device_id(self) -> dsci.DeviceId:
         """The 12-byte DSCI device ID block (AP ID, HW ID, MAC)."""
-        return dsci.DeviceId(ap_id=self.model.ap_id, hw_id=self.model.hw_id, mac=self.mac)
+        ap_id, hw_id = self.model.ids  # ValueError for a model without known IDs
+        return dsci.DeviceId(ap_id=ap_id, hw_id=hw_id, mac=self.mac)
 
     @property
     def mac_text(self) -> str:

@@ -4,7 +4,11 @@ The NPort models nport-twisted can present, with their discovery identifiers.
 
 Only AP ID / hardware ID pairs that MOXA published (Auto IP Report appendix
 of the manuals) or that were seen on the wire are listed (dsci.md §8); an ID
-is never derived from a model name.
+is never derived from a model name.  The 32-port NPort 6610-32 and 6650-32
+(MOXA's largest) are listed without IDs: no pair is known for them, so a box
+presenting one has no discovery face (DSCI, Auto IP Report) and is reached
+by its address; Real COM ports 17-32 use data ports 982+ and command ports
+998+ (realcom.md §2).
 """
 
 from __future__ import annotations
@@ -19,10 +23,22 @@ class Model:
     """One NPort model: its name, discovery identifiers and serial port count."""
 
     name: str
-    ap_id: int
-    hw_id: int
+    ap_id: int | None  # None: no published or observed ID (no discovery answers)
+    hw_id: int | None
     port_count: int
     source: str
+
+    @property
+    def discoverable(self) -> bool:
+        """Whether discovery IDs are known, so DSCI and Auto IP Report can present it."""
+        return self.ap_id is not None and self.hw_id is not None
+
+    @property
+    def ids(self) -> tuple[int, int]:
+        """(AP ID, HW ID); ValueError for a model without known IDs (never invented)."""
+        if self.ap_id is None or self.hw_id is None:
+            raise ValueError(f"{self.name} has no known discovery IDs")
+        return self.ap_id, self.hw_id
 
     @property
     def short_name(self) -> str:
@@ -55,6 +71,8 @@ _MODELS = (
     Model("NPort 5650I-8-DTL", 0x80025610, 0x5712, 8, "manual"),
     Model("NPort 6250", 0x80006000, 0x6250, 2, "wire"),
     Model("NPort W2250A", 0x80002450, 0x2452, 2, "wire"),
+    Model("NPort 6610-32", None, None, 32, "manual (port count); no discovery IDs known"),
+    Model("NPort 6650-32", None, None, 32, "manual (port count); no discovery IDs known"),
 )
 
 MODELS: dict[str, Model] = {m.name: m for m in _MODELS}
@@ -92,10 +110,10 @@ def default_model(port_count: int) -> Model:
     if port_count < 1:
         raise ValueError("at least one serial port is needed")
     for limit, name in ((1, "NPort 5110"), (2, "NPort 5232"), (4, "NPort 5450"),
-                        (8, "NPort 5650-8"), (16, "NPort 5650-16")):
+                        (8, "NPort 5650-8"), (16, "NPort 5650-16"), (32, "NPort 6650-32")):
         if port_count <= limit:
             return MODELS[name]
     raise ValueError(
-        f"{port_count} serial ports: no NPort model with known discovery IDs has more "
-        f"than {MAX_PORTS}; run one service per group of at most {MAX_PORTS} ports"
+        f"{port_count} serial ports: no NPort model has more than {MAX_PORTS}; serve more "
+        f"as several NPort identities (--box), each with at most {MAX_PORTS} ports"
     )

@@ -144,12 +144,12 @@ class AutoReportService(service.Service):
         except ValueError:
             firmware = "0.0"
         return dsci.encode_auto_report(
-            name=identity.server_name, hw_id=identity.model.hw_id, mac=identity.mac,
+            name=identity.server_name, hw_id=identity.model.ids[1], mac=identity.mac,
             serial_number=identity.serial_number,
             ip=local.address.packed if local is not None else ZERO_IP.packed,
             netmask=local.netmask.packed if local is not None else ZERO_IP.packed,
             gateway=self._host.gateway_for(local).packed,
-            firmware=firmware, ap_id=identity.model.ap_id)
+            firmware=firmware, ap_id=identity.model.ids[0])
 
     def _send_to(self, ip: str, port: int) -> None:
         problem = _unicast_problem(IPv4Address(ip), self._host.addresses())

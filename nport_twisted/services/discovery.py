@@ -9,6 +9,7 @@ listener (L{nport_twisted.services.capture}) and the Auto IP Report sender
 from __future__ import annotations
 
 from twisted.application import service
+from twisted.logger import Logger
 
 from nport_twisted.config.identity import HostNetwork
 from nport_twisted.net.context import IDeviceContext
@@ -17,6 +18,8 @@ from nport_twisted.services.capture import capture_service
 from nport_twisted.services.dsci_responder import DsciService
 
 __all__ = ["device_services"]
+
+_log = Logger()
 
 
 def device_services(server: IDeviceContext, host: HostNetwork | None = None) -> list[service.IService]:
@@ -27,4 +30,9 @@ def device_services(server: IDeviceContext, host: HostNetwork | None = None) -> 
     interface.  Add each as a child of the server.
     """
     host = host if host is not None else HostNetwork()
+    model = server.config.identity.model_info(max(len(server.config.ports), 1))
+    if not model.discoverable:
+        _log.warn("{model} has no known discovery IDs: no DSCI (UDP 4800) answers and no Auto "
+                  "IP Report; hosts reach this box by its address", model=model.name)
+        return [capture_service(server)]
     return [DsciService(server, host), capture_service(server), AutoReportService(server, host)]

@@ -44,7 +44,7 @@ from nport_twisted.config.settings import format_mac
 
 __all__ = ["Device", "Searcher", "Target", "broadcast_targets", "format_table", "main", "model_name"]
 
-_MODELS_BY_ID = {(m.ap_id, m.hw_id): m.name for m in MODELS.values()}
+_MODELS_BY_ID = {(m.ap_id, m.hw_id): m.name for m in MODELS.values() if m.discoverable}
 
 #: Follow-up requests sent to every device found, and the replies' opcodes.
 _FOLLOW_UPS = (dsci.OP_KERNEL_INFO, dsci.OP_NAME, dsci.OP_NETWORK_CONFIG)
