@@ -1102,3 +1102,44 @@ class NoDiscoveryIdsTests(SynchronousTestCase):
         services = device_services(server, HOST)
         self.assertEqual([s.name for s in services], ["tcp4900-capture"])  # type: ignore[attr-defined]
         self.assertTrue(any("no known discovery IDs" in str(e.get("log_format")) for e in events))
+
+
+class CaptureFloodTests(SynchronousTestCase):
+    """Issue 10 item 3: a TCP 4900 flood cannot fill the service log or the disk."""
+
+    def _factory(self, **kw: Any) -> tuple[CaptureFactory, str, Clock]:
+        clock = Clock()
+        path = os.path.join(self.mktemp(), CAPTURE_FILE)
+        os.makedirs(os.path.dirname(path))
+        return CaptureFactory(clock, CaptureLog(path, **kw), max_connections=1000), path, clock
+
+    def _connect(self, factory: CaptureFactory, peer: str) -> Any:
+        proto = factory.buildProtocol(None)
+        proto.makeConnection(StringTransport(hostAddress=TCPAddress("TCP", "192.0.2.1", 4900),
+                                             peerAddress=TCPAddress("TCP", peer, 5555)))
+        return proto
+
+    def test_one_connection_flood(self) -> None:
+        """10 MiB on one connection: 256 bytes hex-dumped in the log, 64 KiB in the file."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        factory, path, _ = self._factory()
+        proto = self._connect(factory, "192.0.2.7")
+        for _ in range(160):
+            proto.dataReceived(os.urandom(65536))
+        proto.connectionLost(None)
+        dumped = sum(e.get("dump", "").count("\n") + 1 for e in events if "dump" in e)
+        self.assertEqual(dumped, 256 // 16)
+        self.assertLess(os.path.getsize(path), 5 * 64 * 1024)  # hex text of 64 KiB + the record lines
+
+    def test_reconnect_flood(self) -> None:
+        """1,000 connections of 4 KiB each from one host: log lines bounded, the file stops at its cap."""
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        factory, path, clock = self._factory(max_bytes=1 << 20)
+        for i in range(1000):
+            proto = self._connect(factory, "192.0.2.7")
+            proto.dataReceived(b"\xa5" * 4096)
+            proto.connectionLost(None)
+            clock.advance(0.001)
+        lines = [e for e in events if e["log_format"].startswith("TCP 4900")]
+        self.assertLess(len(lines), 50)
+        self.assertLessEqual(os.path.getsize(path), 1 << 20)

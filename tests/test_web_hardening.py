@@ -17,6 +17,7 @@ from twisted.internet.testing import StringTransport
 
 from nport_twisted.config.store import SettingsStore
 from nport_twisted.web.console import WebConsole
+from nport_twisted.web.limits import ConnectionLimits
 from nport_twisted.web.resources import ConsoleSite
 from tests.test_web import MAC, PASSWORD, Client, WebTestCase, _parse_response
 
@@ -49,6 +50,7 @@ def open_request(site: ConsoleSite, raw: bytes, host: str = "127.0.0.1") -> Stri
     transport = StringTransport(peerAddress=addr, hostAddress=IPv4Address("TCP", "127.0.0.1", 10080))
     protocol.makeConnection(transport)
     protocol.dataReceived(raw)
+    transport.protocol = protocol  # type: ignore[attr-defined]
     return transport
 
 
@@ -71,7 +73,9 @@ class ConcurrentLoginTests(WebTestCase):
         self.runner = HeldRunner()
         self.console = WebConsole(self.server, run_blocking=self.runner,
                                   identity=lambda c, n: resolve_identity(c, n, mac=lambda: (MAC, "test")))
-        self.site = ConsoleSite(self.console, reactor=self.reactor)
+        # Many connections from one address on purpose: the connection caps are tested below.
+        self.site = ConsoleSite(self.console, reactor=self.reactor,
+                                limits=ConnectionLimits(max_connections=1000, max_per_host=1000))
 
     def test_hundred_simultaneous_wrong_passwords(self) -> None:
         """100 wrong API logins at once from one address: 5 are checked, 95 get 429 at once."""
@@ -234,3 +238,102 @@ class FirstPasswordSaveFailureTests(WebTestCase):
         self.assertFalse(self.console.password_set)
         self.assertEqual(self.console.setup_token, token)
         self.assertEqual(self.flushLoggedErrors(), [])
+
+
+def head(method: str, path: str, *lines: str) -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: nport.test\r\n" + "".join(l + "\r\n" for l in lines)
+            + "\r\n").encode()
+
+
+class WebLimitsTests(WebTestCase):
+    """Items 2 and 3: connection caps, request deadlines, bodies refused before they are read."""
+
+    def test_slow_headers_get_408(self) -> None:
+        """Headers trickled a byte at a time are cut off at header_timeout with 408 (Twisted's timer reset each byte)."""
+        t = open_request(self.site, b"GET /login HTTP/1.1\r\nHo")
+        for _ in range(9):
+            self.reactor.advance(1)
+            t.protocol.dataReceived(b"s")  # type: ignore[attr-defined]
+        self.assertFalse(t.disconnecting)
+        self.reactor.advance(1)
+        self.assertTrue(t.disconnecting)
+        self.assertEqual(_parse_response(t.value()).code, 408)
+
+    def test_slow_body_gets_408(self) -> None:
+        """A body that does not arrive within body_timeout is cut off with 408; nothing is rendered."""
+        t = open_request(self.site, head("POST", "/api/v1/session", "Content-Type: application/json",
+                                         "Content-Length: 1000") + b'{"pass')
+        self.reactor.advance(10)
+        self.assertFalse(t.disconnecting)  # the header deadline no longer applies
+        self.reactor.advance(20)
+        self.assertEqual(_parse_response(t.value()).code, 408)
+        self.assertEqual(self.console.limiter.in_flight("127.0.0.1"), 0)
+
+    def test_idle_keepalive_closed(self) -> None:
+        """A kept-alive connection that sends no next request is closed after header_timeout, silently."""
+        t = open_request(self.site, head("GET", "/login"))
+        self.assertEqual(_parse_response(t.value()).code, 200)
+        t.clear()
+        self.reactor.advance(10)
+        self.assertTrue(t.disconnecting)
+        self.assertEqual(t.value(), b"")
+
+    def test_huge_anonymous_body_refused_unread(self) -> None:
+        """Content-Length 200 MiB without a session: 413 at once, the body is never read or spooled."""
+        rendered: list[object] = []
+        self.patch(type(self.site.resource), "getChildWithDefault",
+                   lambda *a: rendered.append(a) or None)
+        t = open_request(self.site, head("POST", "/api/v1/session", "Content-Type: application/json",
+                                         f"Content-Length: {200 << 20}") + b"x" * 65536)
+        self.assertEqual(_parse_response(t.value()).code, 413)
+        self.assertTrue(t.disconnecting)
+        self.assertEqual(rendered, [])
+
+    def test_chunked_body_refused(self) -> None:
+        """Transfer-Encoding: chunked is 411: an unbounded body is never read."""
+        t = open_request(self.site, head("POST", "/api/v1/session", "Content-Type: application/json",
+                                         "Transfer-Encoding: chunked") + b"ffff\r\n" + b"x" * 1000)
+        self.assertEqual(_parse_response(t.value()).code, 411)
+        self.assertTrue(t.disconnecting)
+
+    def test_logged_in_import_size_allowed(self) -> None:
+        """With a session a settings import up to the import limit still goes through the body limit."""
+        token = self.api_token()
+        body = b"# nothing\n" * 20_000  # 200 KB: over the anonymous limit, under MAX_IMPORT
+        t = open_request(self.site, head("POST", "/api/v1/import", "Content-Type: text/plain",
+                                         f"Authorization: Bearer {token}",
+                                         f"Content-Length: {len(body)}") + body)
+        self.assertEqual(_parse_response(t.value()).code, 200)
+
+    def test_connection_caps(self) -> None:
+        """At most 8 connections from one address and 32 in all; the serial ports' reserve of fds is kept."""
+        from twisted.internet.address import IPv4Address as Addr
+        accepted = 0
+        for i in range(10):
+            p = self.site.buildProtocol(Addr("TCP", "10.0.0.9", 1000 + i))
+            if p is not None:  # the listener connects what it built at once
+                p.makeConnection(StringTransport(peerAddress=Addr("TCP", "10.0.0.9", 1)))
+                accepted += 1
+        self.assertEqual(accepted, 8)
+        many = []
+        for i in range(40):
+            p = self.site.buildProtocol(Addr("TCP", f"10.0.1.{i}", 1000))
+            if p is not None:
+                p.makeConnection(StringTransport(peerAddress=Addr("TCP", f"10.0.1.{i}", 1)))
+                many.append(p)
+        self.assertEqual(len(many), 32 - 8)
+        for p in many:
+            p.connectionLost(None)
+        self.assertIsNotNone(self.site.buildProtocol(Addr("TCP", "10.0.2.1", 1)))
+        self.site.limits.count_fds = lambda: self.site.limits.limit_fds() - 10
+        self.assertIsNone(self.site.buildProtocol(Addr("TCP", "10.0.2.2", 1)))
+
+    def test_accessible_change_closes_web_connections(self) -> None:
+        """A saved accessible IP list closes open web connections of hosts it no longer allows."""
+        import attrs
+        from nport_twisted.config.settings import AccessibleIP, AccessibleIPSettings
+        t = open_request(self.site, head("GET", "/login"), host="10.0.0.7")
+        self.assertFalse(t.disconnecting)
+        allowed = AccessibleIPSettings(entries=(AccessibleIP(ip="10.0.0.1"),))
+        self.server.apply_config(attrs.evolve(self.server.config, accessible_ip=allowed))
+        self.assertTrue(t.disconnecting)

@@ -1,9 +1,17 @@
 # -*- test-case-name: tests.test_discovery -*-
 """
 The TCP 4900 capture listener (dsci.md §9): what MOXA's utilities send to
-TCP 4900 is unknown, so every byte is recorded (log and capture file) and
-nothing is ever answered.  A device service on the admitted-session base
-(accessible IP list, connection limit, idle timeout, netstat).
+TCP 4900 is unknown, so what arrives is recorded and nothing is ever
+answered.  A device service on the admitted-session base (accessible IP
+list, connection limit, idle timeout, netstat).
+
+Bounded (issue 10 item 3; a client once wrote 252 MB of hex dump into the
+service log in 31 s): the capture file takes the first
+C{per_connection_limit} bytes of each connection (64 KiB) up to
+C{CaptureLog.max_bytes} in all (16 MiB); the service log gets the first
+C{log_bytes} (256) of a connection as a hex dump, at most 20 dumps per 10 s
+in all, and the connect/close lines at most 5 per 10 s per source (then a
+"suppressed" summary).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from twisted.python.failure import Failure
 from nport_twisted.config.settings import AccessibleIPSettings
 from nport_twisted.net.context import IDeviceContext
 from nport_twisted.net.listener import ListenerService, NetTable
+from nport_twisted.net.loglimit import LogLimiter
 from nport_twisted.net.session import AdmittedSession, Gate
 
 __all__ = ["CAPTURE_FILE", "CAPTURE_PORT", "CaptureFactory", "CaptureLog", "CaptureProtocol",
@@ -52,7 +61,7 @@ class CaptureLog:
 
     _log = Logger()
 
-    def __init__(self, path: str | None, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(self, path: str | None, max_bytes: int = 16 * 1024 * 1024) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self._full_logged = False
@@ -114,8 +123,9 @@ class CaptureProtocol(AdmittedSession):
             self.peer_address = f"{peer.host}:{peer.port}"
         except AttributeError:
             pass
-        self._log.info("TCP 4900: connection from {peer}; recording what it sends, answering nothing",
-                       peer=self.peer_address)
+        self.gate.logs.emit(self._log.info, "capture-connect", self.peer,
+                            "TCP 4900: connection from {peer}; recording what it sends, "
+                            "answering nothing", peer=self.peer_address)
         self._record("connected")
 
     def timeoutConnection(self) -> None:
@@ -131,19 +141,26 @@ class CaptureProtocol(AdmittedSession):
         kept = data[:room]
         if kept:
             dump = hexdump(kept, start)
-            self._log.info("TCP 4900: {peer} sent {n} bytes (offset {offset}):\n{dump}",
-                           peer=self.peer_address, n=len(kept), offset=start, dump=dump)
+            logged = kept[:max(0, f.log_bytes - start)]
+            if logged:
+                f.dump_logs.emit(self._log.info, "capture-dump", "*",
+                                 "TCP 4900: {peer} sent {n} bytes (offset {offset}):\n{dump}",
+                                 peer=self.peer_address, n=len(kept), offset=start,
+                                 dump=hexdump(logged, start))
             self._record(f"received {len(kept)} bytes at offset {start}", dump)
         if len(kept) < len(data) and not self._limit_noted:
             self._limit_noted = True
-            self._log.info("TCP 4900: {peer} passed {limit} bytes; counting but not recording more",
-                           peer=self.peer_address, limit=f.per_connection_limit)
+            self.gate.logs.emit(self._log.info, "capture-limit", self.peer,
+                                "TCP 4900: {peer} passed {limit} bytes; counting but not "
+                                "recording more", peer=self.peer_address,
+                                limit=f.per_connection_limit)
             self._record(f"capture limit of {f.per_connection_limit} bytes reached; "
                          "further bytes are counted, not recorded")
 
     def closed(self, reason: Failure) -> None:
-        self._log.info("TCP 4900: {peer} closed after {n} bytes", peer=self.peer_address,
-                       n=self.received_bytes)
+        self.gate.logs.emit(self._log.info, "capture-close", self.peer,
+                            "TCP 4900: {peer} closed after {n} bytes", peer=self.peer_address,
+                            n=self.received_bytes)
         self._record(f"closed after {self.received_bytes} bytes")
 
 
@@ -155,12 +172,15 @@ class CaptureFactory(Factory):
 
     def __init__(self, clock: IReactorTime, capture: CaptureLog,
                  accessible: Callable[[], AccessibleIPSettings] = AccessibleIPSettings,
-                 net: NetTable | None = None, per_connection_limit: int = 1024 * 1024,
-                 max_connections: int = 16, idle_timeout: float = 300.0) -> None:
+                 net: NetTable | None = None, per_connection_limit: int = 64 * 1024,
+                 max_connections: int = 16, idle_timeout: float = 300.0,
+                 log_bytes: int = 256) -> None:
         self.clock = clock
         self.capture = capture
         self.per_connection_limit = per_connection_limit
         self.idle_timeout = idle_timeout
+        self.log_bytes = log_bytes  # of each connection, hex-dumped into the service log
+        self.dump_logs = LogLimiter(clock, burst=20, window=10.0)
         # Over the limit: RST, as a capture of an unknown protocol owes nobody a clean close.
         self.gate = Gate("TCP 4900", clock, accessible, net=net, limit=max_connections,
                          idle_timeout=idle_timeout, abort_over_limit=True,

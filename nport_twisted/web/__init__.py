@@ -17,6 +17,7 @@ from twisted.application import service
 from nport_twisted.net.context import IDeviceContext
 from nport_twisted.net.listener import ListenerService
 from nport_twisted.web.console import WebConsole
+from nport_twisted.web.limits import ConnectionLimits
 from nport_twisted.web.resources import ConsoleSite
 
 __all__ = ["ConsoleSite", "WebConsole", "web_services"]
@@ -58,7 +59,10 @@ def web_services(
     """
     console = console if console is not None else WebConsole(server)
     console.web_served = http_port is not None or https_port is not None
-    site = ConsoleSite(console, reactor=server.reactor)
+    # Descriptors kept for the serial ports: per port up to 4 hosts with a data
+    # and a command connection, its listeners and the device, plus the box's own.
+    limits = ConnectionLimits(fd_reserve=64 + 12 * len(server.ports))
+    site = ConsoleSite(console, reactor=server.reactor, limits=limits)
     services: list[service.IService] = [_Announce(console)]
     if http_port is not None:
         listener = ListenerService(

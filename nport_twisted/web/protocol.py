@@ -36,6 +36,8 @@ SERVER_NAME = b"MoxaHttp/2.2"
 
 #: Reason phrases Twisted lacks or words otherwise (RFC 9110, RFC 6585).
 REASONS: dict[int, bytes] = {
+    408: b"Request Timeout",
+    413: b"Content Too Large",
     414: b"URI Too Long",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
@@ -60,6 +62,9 @@ _TEXTS: dict[int, tuple[str, str]] = {
     403: ("Forbidden", "This request is not allowed."),
     404: ("Not Found", "There is no such page on this console."),
     405: ("Method Not Allowed", "This page does not take that request method."),
+    408: ("Request Timeout", "The request did not arrive in time."),
+    411: ("Length Required", "Send the request body with a Content-Length."),
+    413: ("Content Too Large", "The request body is too large."),
     414: ("URI Too Long", "The requested address is too long."),
     431: ("Request Header Fields Too Large", "The request headers are too large."),
     500: ("Internal Error", "The request failed; the service log has the details."),

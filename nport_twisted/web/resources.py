@@ -32,9 +32,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.logger import Logger
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
+from nport_twisted.net.loglimit import LogLimiter
 from nport_twisted.web.api import ApiV1
 from nport_twisted.web.base import (
     STATIC_DIR,
@@ -63,9 +65,9 @@ from nport_twisted.web.pages import (
     WarningPage,
 )
 
+from nport_twisted.web.limits import ConnectionLimits, LimitedConsoleChannel, LimitedConsoleRequest
 from nport_twisted.web.protocol import (
     SECURITY_HEADERS,
-    ConsoleChannel,
     ConsoleRequest,
     ErrorResource,
 )
@@ -180,21 +182,71 @@ class _Directory(Resource):
 
 
 class ConsoleSite(Site):
-    """The HTTP(S) site: drops connections from hosts outside the accessible IP list."""
+    """
+    The HTTP(S) site: drops connections from hosts outside the accessible IP
+    list and over the connection limits (web.limits), and closes open ones
+    whose host a changed accessible IP list no longer allows.
+    """
 
     displayTracebacks = False
     noisy = False
-    protocol = ConsoleChannel  # type: ignore[assignment]  # no HTTP/2: a plain HTTP/1.1 channel
+    # No HTTP/2: a plain HTTP/1.1 channel, with deadlines and body limits.
+    protocol = LimitedConsoleChannel  # type: ignore[assignment]
+    _log = Logger()
 
-    def __init__(self, console: WebConsole, reactor: Any = None) -> None:
-        super().__init__(Root(console), requestFactory=ConsoleRequest, reactor=reactor)
+    def __init__(self, console: WebConsole, reactor: Any = None,
+                 limits: ConnectionLimits | None = None) -> None:
+        super().__init__(Root(console), requestFactory=LimitedConsoleRequest, reactor=reactor)
         self.console = console
+        self.limits = limits if limits is not None else ConnectionLimits()
+        self.channels: set[Any] = set()
+        self.logs = LogLimiter(self.reactor)
+        net = getattr(console.server, "net", None)
+        gates = getattr(net, "gates", None)
+        if gates is not None:
+            gates.add(self)  # so NPortService.enforce_accessible reaches the web clients
 
     def buildProtocol(self, addr: Any) -> Any:
         host = getattr(addr, "host", None)
         if host is not None and not self.console.running.accessible_ip.allows(host):
             return None
+        host = str(host or "")
+        why = self.limits.refusal(host, sum(1 for c in self.channels if _host(c) == host),
+                                  len(self.channels))
+        if why is not None:
+            self.logs.emit(self._log.warn, "web-refused", host,
+                           "web console: refusing a connection from {peer}: {why}",
+                           peer=host, why=why)
+            return None
         return super().buildProtocol(addr)
+
+    def channel_opened(self, channel: Any) -> None:
+        self.channels.add(channel)
+
+    def channel_closed(self, channel: Any) -> None:
+        self.channels.discard(channel)
+
+    def enforce_accessible(self) -> int:
+        """Close the web connections of hosts the accessible IP list no longer allows."""
+        acl = self.console.running.accessible_ip
+        closed = 0
+        for channel in list(self.channels):
+            host = _host(channel)
+            if host and not acl.allows(host):
+                self._log.warn("web console: closing the connection from {peer}: no longer in "
+                               "the accessible IP list", peer=host)
+                if channel.transport is not None:
+                    channel.transport.abortConnection()
+                self.channels.discard(channel)
+                closed += 1
+        return closed
 
     def log(self, request: Any) -> None:
         """No access log: the monitor polls every second; logins are logged by the pages."""
+
+
+def _host(channel: Any) -> str:
+    try:
+        return str(channel.transport.getPeer().host)
+    except AttributeError:
+        return ""
