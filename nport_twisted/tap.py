@@ -22,8 +22,11 @@ from nport_twisted.config.store import SettingsStore
 from nport_twisted.config.models import Model, default_model, find_model
 from nport_twisted.config.settings import DeviceConfig, OpMode
 
+from nport_twisted.tools.realtty.options import RealTtyOptions
+
 if TYPE_CHECKING:  # the server is imported by makeService: plugin scans stay cheap
     from nport_twisted.server import NPortService
+    from nport_twisted.tools.realtty.service import RealTtyService
 
 _MODE_NAMES = ", ".join(m.value for m in OpMode)
 
@@ -124,6 +127,15 @@ class Options(usage.Options):
          "UDP port of the discovery service (default 4800 + --port-offset). MOXA's "
          "drivers and utilities only ask on 4800, which needs no privilege: use "
          "--dsci-port 4800 with --port-offset so they still find the box.", int],
+        ["realtty", None, None,
+         "Also serve remote Real COM ports as local ttys, as nport-realtty --config FILE "
+         "does (our INI file or MOXA's npreal2d.cf; docs/realtty.md)."],
+    ]
+
+    subCommands = [
+        ["realtty", None, RealTtyOptions,
+         "Only serve remote Real COM ports as local ttys (nport-realtty; no serial ports "
+         "served here): twistd nport realtty --config /etc/npreal2d.cf"],
     ]
 
     optFlags: list[list[Any]] = [
@@ -165,6 +177,9 @@ class Options(usage.Options):
                 install_default()
             from nport_twisted.server import frontend_builders
 
+        if self.subCommand == "realtty":
+            return  # nport-realtty alone: its options were checked by RealTtyOptions
+        self["realtty_config"] = _realtty_config(self["realtty"]) if self["realtty"] else None
         self["devices"] = check_devices(self["ports"])
         if not 0 <= self["port-offset"] < 65536:
             raise usage.UsageError("--port-offset must be from 0 to 65535")
@@ -190,6 +205,13 @@ class Options(usage.Options):
                                   for n, spec in enumerate(self["box_specs"], 2)]
         if len(self["boxes"]) > 1:
             _check_boxes(self["boxes"])
+
+
+def _realtty_config(path: str) -> Any:
+    """--realtty FILE: the ports file, checked now (a usage error names the problem)."""
+    options = RealTtyOptions()
+    options.parseOptions(["--config", path])
+    return options["realtty_config"]
 
 
 @attrs.frozen
@@ -319,7 +341,7 @@ def _check_boxes(boxes: list[Box]) -> None:
         seen_mac[mac] = box.label
 
 
-def makeService(options: Options, reactor: Any = None) -> NPortService:
+def makeService(options: Options, reactor: Any = None) -> NPortService | RealTtyService:
     """
     Build the NPort service from parsed options, on C{reactor} (twistd
     passes none: the global reactor is imported here, never at module level).
@@ -327,6 +349,9 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
     if reactor is None:
         from twisted.internet import reactor as default_reactor
         reactor = default_reactor
+    if options.subCommand == "realtty":
+        from nport_twisted.tools.realtty.options import make_service
+        return make_service(options.subOptions, reactor)
 
     boxes: list[Box] = options["boxes"]
     services = [_build_box(box, options, reactor) for box in boxes]
@@ -336,6 +361,9 @@ def makeService(options: Options, reactor: Any = None) -> NPortService:
     with_file = [s for s, box in zip(services, boxes) if box.store.path]
     if with_file:
         _reload_on_sighup(reactor, *with_file)
+    if options["realtty_config"] is not None:  # --realtty FILE beside the server
+        from nport_twisted.tools.realtty.service import RealTtyService as Realtty
+        Realtty(reactor, options["realtty_config"]).setServiceParent(svc)
     return svc
 
 

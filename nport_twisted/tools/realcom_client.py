@@ -697,6 +697,11 @@ class RealComClient:
         """The data connection's transport (for producers and flow control), or None."""
         return self._data.transport if self._data is not None else None
 
+    @property
+    def command_transport(self) -> ITransport | None:
+        """The command connection's transport (e.g. for its local address), or None."""
+        return self._command.transport if self._command is not None else None
+
     def read_exactly(self, count: int) -> Deferred[bytes]:
         """Fire with the next C{count} bytes from L{received} (one reader at a time)."""
         return Deferred.fromCoroutine(self._read_exactly(count))
@@ -741,6 +746,15 @@ class RealComClient:
         await self._drop()
         self._life.closed()
         self._log.info("{client}: closed", client=self)
+
+    def drain(self) -> Deferred[None]:
+        """
+        The drain of L{close} without closing: wait until the data
+        connection's buffer is sent, then WAIT_OQUEUE every 10 ms until
+        three consecutive replies say 0, at most C{closing_wait} seconds.
+        Errors end the drain (logged), never fail it.
+        """
+        return Deferred.fromCoroutine(self._drain())
 
     async def _drain(self) -> None:
         clock = self._reactor
