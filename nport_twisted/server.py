@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from nport_twisted.config.changes import describe_changes
 from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 from nport_twisted.config.store import SettingsStore
 from nport_twisted.config.portmap import ServicePort, operating_ports, port_conflicts
@@ -110,6 +111,7 @@ class PortService(service.MultiService):
     def _install_frontend(self, operating: OperatingSettings) -> None:
         # Real COM opens the device per connection; Disabled leaves it alone.
         self.channel.set_keep_open(operating.mode not in (OpMode.REAL_COM, OpMode.DISABLED))
+        self.channel.set_presence_watch(operating.mode is OpMode.REAL_COM)
         self.channel.ignore_jammed = operating.ignore_jammed
         self.channel.set_packing(operating.packing())
         builder = self._builders[operating.mode]
@@ -137,6 +139,10 @@ class PortService(service.MultiService):
         port); the front-end then stays installed, for L{stop_frontend}.
         """
         self._install_frontend(operating)
+
+
+class StartupFailed(SystemExit):
+    """Start-up cannot go on; the reason was logged (critical) just before."""
 
 
 class ApplyError(ValueError):
@@ -196,6 +202,18 @@ class NPortService(service.MultiService):
             ps = PortService(self._context_factory(index), channel, port, self.builders)
             ps.setServiceParent(self)
             self.ports.append(ps)
+
+    def startService(self) -> None:
+        """
+        Start every port and service.  A port the OS refuses at start-up
+        ends the process with one critical line (the listener logged it,
+        naming the port, the cause and the fix) and exit status 1, not a
+        traceback; later refusals (a settings change) roll back instead.
+        """
+        try:
+            super().startService()
+        except ListenError:
+            raise StartupFailed(1) from None
 
     @property
     def state_dir(self) -> str | None:
@@ -266,12 +284,15 @@ class NPortService(service.MultiService):
         changed = [i for i, (a, b) in enumerate(zip(old.ports, new.ports)) if a.operating != b.operating]
         for ps, port in zip(self.ports, new.ports):
             if port.serial != ps.config.serial:
+                self._log.info("{channel}: serial settings changed: {changes}",
+                               channel=ps.channel.name,
+                               changes=describe_changes(ps.config.serial, port.serial))
                 ps.channel.apply_settings(port.serial)
             ps.config = port
         for i in changed:
-            self._log.info("{channel}: operating settings changed ({old} -> {new}); restarting its "
+            self._log.info("{channel}: operating settings changed: {changes}; restarting its "
                            "listeners", channel=self.ports[i].channel.name,
-                           old=old.ports[i].operating.mode.value, new=new.ports[i].operating.mode.value)
+                           changes=describe_changes(old.ports[i].operating, new.ports[i].operating))
 
         def start(_: object) -> Deferred[None] | None:
             errors = self._start_frontends(new, changed)

@@ -1,26 +1,39 @@
 # -*- test-case-name: tests.test_tap -*-
 """
-Command line of ``twistd nport`` / ``twist nport`` and the service it builds.
+Command line of ``twistd nport`` / ``twist nport`` / ``python -m
+nport_twisted`` and the service it builds.
 
 All checks that can fail because of the user's input (devices, model,
 modes, the settings file) run in L{Options.postOptions}, so they end as a
-usage error naming the problem rather than a traceback.
+usage error naming the problem rather than a traceback.  Run under a
+runner (twistd, twist, C{python -m nport_twisted}), a usage error prints
+one line and a hint to C{--help} (exit status 64, EX_USAGE), not the whole
+option list.
+
+Where the command line and the settings file both say something, the file
+wins key by key: C{--mode} and the line settings and TCP ports of
+C{--ports} are the defaults of what the file leaves unset, and every
+conflict is logged at start-up.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, Callable
+
 
 import attrs
 from twisted.python import usage
 
 from nport_twisted import __version__
 from nport_twisted._exceptions import ConfigError
+from nport_twisted.config.linespec import PORT_FIELDS, PortSpec, describe_line, parse_port_specs
 from nport_twisted.config.store import SettingsStore
 from nport_twisted.config.models import Model, default_model, find_model
-from nport_twisted.config.settings import DeviceConfig, OpMode
+from nport_twisted.config.settings import DeviceConfig, OpMode, PortConfig
 
 from nport_twisted.tools.realtty.options import RealTtyOptions
 
@@ -50,18 +63,23 @@ def _tty_majors() -> list[tuple[int, int, int]] | None:
     return ranges
 
 
-def check_devices(text: str) -> list[str]:
+def port_specs(text: str) -> list[PortSpec]:
     """
-    Split and check C{--ports}.  A device that does not exist yet is fine
-    (it is opened when it appears); one that exists but is not a tty, or the
-    same device twice (also through a symlink), is a usage error.
+    Parse and check C{--ports} (L{nport_twisted.config.linespec}).  A device
+    that does not exist yet is fine (it is opened when it appears); one that
+    exists but is not a tty, or the same device twice (also through a
+    symlink), is a usage error.
     """
-    devices = [d.strip() for d in text.split(",") if d.strip()]
-    if not devices:
+    try:
+        specs = parse_port_specs(text)
+    except ValueError as e:
+        raise usage.UsageError(f"--ports: {e}") from None
+    if not specs:
         raise usage.UsageError("--ports needs at least one serial device, e.g. /dev/ttyUSB0")
     seen: dict[str, str] = {}
     ttys = _tty_majors()
-    for dev in devices:
+    for spec in specs:
+        dev = spec.device
         real = os.path.realpath(dev)
         if real in seen:
             raise usage.UsageError(f"--ports: {dev} is the same device as {seen[real]}")
@@ -78,55 +96,135 @@ def check_devices(text: str) -> list[str]:
             major, minor = os.major(st.st_rdev), os.minor(st.st_rdev)
             if not any(m == major and lo <= minor <= hi for m, lo, hi in ttys):
                 raise usage.UsageError(f"--ports: {dev} is a character device but not a tty")
-    return devices
+    return specs
 
 
-def _parse_mode(text: str) -> OpMode:
+def check_devices(text: str) -> list[str]:
+    """The devices of C{--ports}, checked as L{port_specs} does."""
+    return [spec.device for spec in port_specs(text)]
+
+
+def _parse_mode(text: str | None) -> OpMode:
+    if text is None:
+        return OpMode.REAL_COM  # an NPort's factory default
     try:
         return OpMode(text.strip().lower())
     except ValueError:
         raise usage.UsageError(f"--mode: unknown mode {text!r}; modes: {_MODE_NAMES}") from None
 
 
+#: Exit status of a usage or settings-file error (sysexits.h EX_USAGE, as twist uses).
+EX_USAGE = 64
+
+def docs_location() -> str:
+    """
+    Where to read the documentation: the copy pip installs
+    (C{<prefix>/share/doc/nport-twisted}, setup.cfg data_files), else the
+    checkout's C{docs/} (editable installs and running from the source).
+    """
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.path.join(sys.prefix, "share", "doc", "nport-twisted"),
+                      os.path.join(os.path.dirname(here), "docs")):
+        if os.path.isfile(os.path.join(candidate, "user-guide.md")):
+            return candidate
+    return "docs/ in the nport-twisted source tree"
+
+
+def _int_option(name: str, low: int, high: int, zero_off: bool = False) -> Callable[[str], int]:
+    """A coercer for C{--name} whose error names the option and the range."""
+    extra = " (0 turns it off)" if zero_off else ""
+
+    def coerce(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise usage.UsageError(
+                f"--{name}: {text!r} is not a whole number; give {low}-{high}{extra}") from None
+        if not (low <= value <= high or (zero_off and value == 0)):
+            raise usage.UsageError(f"--{name}: {value} is outside {low}-{high}{extra}")
+        return value
+
+    coerce.coerceDoc = f"({low}-{high}{extra})"  # type: ignore[attr-defined]
+    return coerce
+
+
+def check_interface(text: str) -> str:
+    """C{--interface}: empty (every address) or one IP address literal, checked now."""
+    text = text.strip()
+    if not text:
+        return ""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        raise usage.UsageError(
+            f"--interface: {text!r} is not an IP address; give one of this host's addresses "
+            "(e.g. 192.168.1.10; `ip -brief address` lists them), 0.0.0.0 for every IPv4 "
+            "address or :: for every IPv6 and IPv4 address") from None
+    return text
+
+
+_LOG_FORMATS = ("text", "json")
+
+
+def _runner_name(options: usage.Options) -> str:
+    """How the user started us, for the hint after a usage error."""
+    prog = getattr(options, "prog", None)
+    if prog:
+        return str(prog)
+    parent = options.parent
+    if parent is None:
+        return "nport"
+    # twist's options carry its log observer choice; twistd's do not.
+    return "twist nport" if "fileLogObserverFactory" in parent else "twistd nport"
+
+
 class Options(usage.Options):
-    synopsis = "[--ports DEV[,DEV...]] [options]"
-    longdesc = (
-        "Serve local serial ports like a MOXA NPort serial device server: Real COM "
-        "(MOXA's drivers), TCP Server and the other NPort operating modes. Port n of "
-        "--ports is NPort serial port n: Real COM data TCP 950+n-1 and command 966+n-1, "
-        "TCP Server 4001+n-1 (all shifted by --port-offset)."
-    )
+    synopsis = "[--ports [PORT=]DEV[@LINE][,...]] [options]"
+    #: Set by our own runner (C{python -m nport_twisted}, C{nport-twisted}) to name itself.
+    prog: str | None = None
     optParameters: list[list[Any]] = [
         ["ports", "p", "/dev/ttyUSB0",
-         "Serial devices, comma separated, in NPort port order (port 1, port 2, ...). "
-         "A device that does not exist yet is opened when it appears."],
+         "Serial devices, comma separated, in NPort port order (port 1, port 2, ...), each "
+         "[TCPPORT=]DEVICE[@LINE]: e.g. /dev/ttyUSB0@9600-8E1 (or ser2net's 9600e81), "
+         "5000=/dev/ttyUSB1 (serve it on TCP 5000). Line settings and ports are the defaults "
+         "of what the settings file leaves unset. A device that does not exist yet is opened "
+         "when it appears."],
         ["config", "c", None,
          "Settings file (INI, docs/configuration.md). Missing: factory defaults; "
-         "written on the first save."],
+         "written on the first save. Its values win over --mode and --ports."],
         ["model", "m", None,
          "NPort model to present (e.g. 5232, 'NPort 5650-8'). Default by port count: "
          "1: 5110, 2: 5232, 3-4: 5450, 5-8: 5650-8, 9-16: 5650-16, 17-32: 6650-32 "
          "(no discovery IDs are known for it: no DSCI)."],
-        ["mode", None, "realcom",
-         f"Operating mode of ports with no saved setting: {_MODE_NAMES}."],
+        ["mode", None, None,
+         f"Operating mode of ports the settings file leaves without one: {_MODE_NAMES} "
+         "(default realcom, as an NPort)."],
         ["interface", "i", "",
-         "Address to listen on (default: every IPv4 address; '::' for IPv6 too)."],
+         "Address to listen on (default: every IPv4 address; '::' for IPv6 too).", check_interface],
         ["port-offset", None, 0,
          "Add N to every TCP/UDP port, to run without privileges (e.g. 10000: "
-         "Real COM on 10950/10966).", int],
+         "Real COM on 10950/10966).", _int_option("port-offset", 0, 65535)],
         ["http-port", None, 80,
-         "TCP port of the web console and JSON API (plus --port-offset); 0 turns it off.", int],
+         "TCP port of the web console and JSON API (plus --port-offset); 0 turns it off.",
+         _int_option("http-port", 1, 65535, zero_off=True)],
         ["telnet-port", None, 23,
-         "TCP port of the telnet console (plus --port-offset); 0 turns it off.", int],
+         "TCP port of the telnet console (plus --port-offset); 0 turns it off.",
+         _int_option("telnet-port", 1, 65535, zero_off=True)],
         ["https-port", None, None,
-         "Also serve the web console over HTTPS on this port (plus --port-offset), e.g. 443.", int],
+         "Also serve the web console over HTTPS on this port (plus --port-offset), e.g. 443.",
+         _int_option("https-port", 1, 65535, zero_off=True)],
         ["https-cert", None, None,
          "PEM file with the HTTPS private key and certificate (default: a self-signed one, "
          "generated once beside the settings file)."],
         ["dsci-port", None, None,
          "UDP port of the discovery service (default 4800 + --port-offset). MOXA's "
          "drivers and utilities only ask on 4800, which needs no privilege: use "
-         "--dsci-port 4800 with --port-offset so they still find the box.", int],
+         "--dsci-port 4800 with --port-offset so they still find the box.",
+         _int_option("dsci-port", 1, 65535)],
+        ["log-format", None, "text",
+         "Log format on stdout under twist and python -m nport_twisted: text (one readable "
+         "line per event, also for journald) or json (one JSON object per line). Under "
+         "twistd, json replaces twistd's log file with JSON on stdout."],
         ["realtty", None, None,
          "Also serve remote Real COM ports as local ttys, as nport-realtty --config FILE "
          "does (our INI file or MOXA's npreal2d.cf; docs/realtty.md)."],
@@ -139,6 +237,10 @@ class Options(usage.Options):
     ]
 
     optFlags: list[list[Any]] = [
+        ["no-discovery", None,
+         "Do not answer UDP 4800 discovery (MOXA's NPort Administrator, Device Search "
+         "Utility and the Real COM drivers' liveness polling will not see the box)."],
+        ["no-capture", None, "Do not listen on TCP 4900."],
         ["twisted-reactor", None,
          "Run on the reactor twistd/twist would pick, not nport-twisted's epoll reactor "
          "with the cheaper event dispatch (docs/performance.md). twistd --reactor NAME "
@@ -148,6 +250,18 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["box_specs"] = []
+        self.longdesc = (
+            "Serve local serial ports like a MOXA NPort serial device server: Real COM "
+            "(MOXA's drivers), TCP Server and the other NPort operating modes. Port n of "
+            "--ports is NPort serial port n: Real COM data TCP 950+n-1 and command 966+n-1, "
+            "TCP Server 4001+n-1 (all shifted by --port-offset); web console TCP 80, "
+            "telnet console TCP 23, discovery UDP 4800, TCP 4900.\n\nDocumentation: "
+            + docs_location())
+
+    def getSynopsis(self) -> str:
+        if self.prog:
+            return f"Usage: {self.prog} {self.synopsis}"
+        return str(super().getSynopsis())
 
     def opt_box(self, spec: str) -> None:
         """
@@ -165,6 +279,22 @@ class Options(usage.Options):
         print(f"nport-twisted {__version__}")
         raise SystemExit(0)
 
+    def parseOptions(self, options: Any = None) -> None:
+        """
+        As usage.Options, but under a runner a usage error is one line and
+        a hint on stderr (exit 64): twistd and twist would print the whole
+        option list first and the error last.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            if self.parent is None and self.prog is None:
+                raise  # a library caller (and the tests) get the exception
+            name = _runner_name(self)
+            print(f"{name}: error: {e}\nRun '{name} --help' for the options; "
+                  f"documentation: {docs_location()}", file=sys.stderr)
+            raise SystemExit(EX_USAGE) from None
+
     def postOptions(self) -> None:
         from nport_twisted._txinternals import import_without_tls
 
@@ -177,14 +307,18 @@ class Options(usage.Options):
                 install_default()
             from nport_twisted.server import frontend_builders
 
+        log_format = str(self["log-format"]).strip().lower()
+        if log_format not in _LOG_FORMATS:
+            raise usage.UsageError(f"--log-format: {self['log-format']!r}: use text or json")
+        self["log-format"] = log_format
+        from nport_twisted.logs import configure_runner_logging
+        configure_runner_logging(self, log_format)
         if self.subCommand == "realtty":
             return  # nport-realtty alone: its options were checked by RealTtyOptions
         self["realtty_config"] = _realtty_config(self["realtty"]) if self["realtty"] else None
-        self["devices"] = check_devices(self["ports"])
-        if not 0 <= self["port-offset"] < 65536:
-            raise usage.UsageError("--port-offset must be from 0 to 65535")
-        if self["dsci-port"] is not None and not 0 < self["dsci-port"] < 65536:
-            raise usage.UsageError("--dsci-port must be from 1 to 65535")
+        specs = port_specs(self["ports"])
+        self["specs"] = specs
+        self["devices"] = [spec.device for spec in specs]
         for name in ("http-port", "https-port", "telnet-port"):
             port = self[name]
             if port and not 0 < port + self["port-offset"] < 65536:
@@ -195,12 +329,13 @@ class Options(usage.Options):
             if not os.access(self["https-cert"], os.R_OK):
                 raise usage.UsageError(f"--https-cert: cannot read {self['https-cert']}")
         implemented = frontend_builders()
-        main = _load_box(self["devices"], self["config"], self["model"], self["mode"],
+        main = _load_box(specs, self["config"], self["model"], self["mode"],
                          self["interface"], self["port-offset"], implemented)
         self["store"] = main.store
         self["default_mode"] = main.default_mode
         self["device_config"] = main.config
         self["model_info"] = main.model
+        self["notes"] = main.notes
         self["boxes"] = [main] + [_parse_box(spec, f"--box {n}", self, implemented)
                                   for n, spec in enumerate(self["box_specs"], 2)]
         if len(self["boxes"]) > 1:
@@ -226,18 +361,27 @@ class Box:
     interface: str
     port_offset: int
     label: str  # for messages: "--ports" or "--box 2"
+    #: What the command line asked for that the settings file overrode (start-up log).
+    notes: list[str] = attrs.field(factory=list)
 
 
-def _load_box(devices: list[str], config_path: str | None, model_name: str | None, mode_text: str,
-              interface: str, port_offset: int, implemented: Any, label: str = "") -> Box:
-    """Check and load one identity's settings; usage errors name the identity (C{label})."""
+def _load_box(specs: list[PortSpec], config_path: str | None, model_name: str | None,
+              mode_text: str | None, interface: str, port_offset: int, implemented: Any,
+              label: str = "") -> Box:
+    """
+    Check and load one identity's settings; usage errors name the identity
+    (C{label}).  The command line (C{mode_text}, the line settings and ports
+    of C{specs}) gives the defaults; the settings file wins key by key.
+    """
     where = f"{label}: " if label else ""
     mode = _parse_mode(mode_text)
     if mode not in implemented:
         raise usage.UsageError(
             f"{where}--mode {mode.value} is not implemented yet; implemented: "
             + ", ".join(m.value for m in implemented))
-    store = SettingsStore(config_path)
+    devices = [spec.device for spec in specs]
+    defaults = command_line_defaults(specs, mode)
+    store = SettingsStore(config_path, defaults=defaults)
     try:
         config = store.load(mode)
     except ConfigError as e:
@@ -262,7 +406,62 @@ def _load_box(devices: list[str], config_path: str | None, model_name: str | Non
         if port.operating.mode not in implemented:
             raise usage.UsageError(
                 f"{where}port {n}: saved mode {port.operating.mode.value} is not implemented yet")
-    return Box(devices, store, config, mode, model, interface, port_offset, label or "--ports")
+    notes = precedence_notes(specs, defaults, config, mode if mode_text is not None else None,
+                             store.path)
+    if store.first_start:
+        notes.append(f"settings file {store.path} is empty: first start, factory settings (the "
+                     "file is written on the first save)")
+    return Box(devices, store, config, mode, model, interface, port_offset, label or "--ports",
+               notes)
+
+
+def command_line_defaults(specs: list[PortSpec], mode: OpMode) -> DeviceConfig:
+    """
+    Factory settings with what the command line says: C{mode} for every
+    port, the line settings and TCP port of each C{--ports} entry.
+
+    @raise usage.UsageError: a TCP port for a mode that listens on none.
+    """
+    ports = []
+    for n, spec in enumerate(specs, 1):
+        port = PortConfig(operating=attrs.evolve(PortConfig().operating, mode=mode))
+        if spec.line:
+            port = attrs.evolve(port, serial=attrs.evolve(port.serial, **spec.line_changes))
+        if spec.tcp_port is not None:
+            field = PORT_FIELDS.get(mode)
+            if field is None:
+                raise usage.UsageError(
+                    f"--ports {spec.text}: port {n} runs in {mode.value} mode, which listens on "
+                    "no port; give the TCP port in the settings file instead")
+            explicit: dict[str, Any] = {field: spec.tcp_port}
+            port = attrs.evolve(port, operating=attrs.evolve(port.operating, **explicit))
+        ports.append(port)
+    return DeviceConfig(ports=tuple(ports))
+
+
+def precedence_notes(specs: list[PortSpec], defaults: DeviceConfig, config: DeviceConfig,
+                     mode: OpMode | None, path: str | None) -> list[str]:
+    """
+    One line per thing the command line asked for that the settings file
+    overrode (the file wins), for the start-up log.
+    """
+    notes: list[str] = []
+    where = f"the settings file {path}"
+    for n, (spec, wanted, port) in enumerate(zip(specs, defaults.ports, config.ports), 1):
+        if mode is not None and port.operating.mode is not mode:
+            notes.append(f"port{n}: {where} sets mode {port.operating.mode.value}, which wins "
+                         f"over --mode {mode.value} (--mode only fills ports the file leaves "
+                         "without a mode; change it in the file or the web console)")
+        if spec.line and any(getattr(port.serial, k) != v for k, v in spec.line):
+            notes.append(f"port{n}: {where} sets the line to {describe_line(port.serial)}, which "
+                         f"wins over --ports {spec.text}")
+        if spec.tcp_port is not None:
+            field = PORT_FIELDS.get(wanted.operating.mode)
+            served = PORT_FIELDS.get(port.operating.mode)
+            if field != served or (field and getattr(port.operating, field) != spec.tcp_port):
+                notes.append(f"port{n}: {where} decides its port ({port.operating.mode.value} "
+                             f"mode), not --ports' TCP port {spec.tcp_port}")
+    return notes
 
 
 _BOX_KEYS = frozenset(("ports", "interface", "config", "model", "mode", "port-offset"))
@@ -292,8 +491,8 @@ def _parse_box(spec: str, label: str, options: Options, implemented: Any) -> Box
         raise usage.UsageError(f"{label}: port-offset must be a number") from None
     if not 0 <= offset < 65536:
         raise usage.UsageError(f"{label}: port-offset must be from 0 to 65535")
-    devices = check_devices(fields["ports"])
-    return _load_box(devices, fields["config"], fields.get("model"),
+    specs = port_specs(fields["ports"])
+    return _load_box(specs, fields["config"], fields.get("model"),
                      fields.get("mode", options["mode"]), fields["interface"], offset,
                      implemented, label)
 
@@ -380,7 +579,8 @@ def _build_box(box: Box, options: Options, reactor: Any) -> NPortService:
     )
     # Device-wide services: UDP 4800 discovery, TCP 4900 capture, Auto IP Report.
     from nport_twisted.services.discovery import device_services
-    for child in device_services(svc):
+    for child in device_services(svc, discovery=not options["no-discovery"],
+                                 capture=not options["no-capture"]):
         child.setServiceParent(svc)
     # Web console and JSON API (TCP 80 + offset; optional HTTPS) and the telnet
     # console (TCP 23 + offset): one console state, so both edit the same pending
@@ -397,6 +597,14 @@ def _build_box(box: Box, options: Options, reactor: Any) -> NPortService:
             from nport_twisted.console import telnet_services
             for child in telnet_services(svc, console, options["telnet-port"]):
                 child.setServiceParent(svc)
+    # Last child: once everything else started, say what is served.
+    from nport_twisted.services.startup import StartupReport
+    off = [text for flag, text in (
+        ("no-discovery", "discovery (DSCI) UDP 4800: off (--no-discovery)"),
+        ("no-capture", "TCP 4900: off (--no-capture)")) if options[flag]]
+    if not (options["http-port"] or options["https-port"] or options["telnet-port"]):
+        off.append("web console, JSON API and telnet console: off (--http-port 0 --telnet-port 0)")
+    StartupReport(svc, notes=box.notes, off=off).setServiceParent(svc)
     return svc
 
 

@@ -153,6 +153,52 @@ class Box:
         return self.device.control
 
 
+class MissingDeviceTests(SynchronousTestCase):
+    """
+    A host must learn that the line is down (issue 13): while the device
+    cannot be opened, a new Real COM pair is closed at once, so the host's
+    open fails as with an NPort whose serial port cannot open.
+    """
+
+    def test_open_refused_while_missing(self) -> None:
+        """Both connections of the pair close, the device is not held, the refusal is logged."""
+        box = Box()
+        box.device.present = False
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        cmd, data = box.pair()
+        self.assertTrue(cmd.transport.disconnecting)
+        self.assertTrue(data.transport.disconnecting)
+        box.settle()
+        self.assertEqual(box.channel.sessions, ())
+        self.assertEqual(box.reactor.getDelayedCalls(), [])  # no open retry left running
+        refusals = [e for e in events if "refusing a Real COM open" in e.get("log_format", "")]
+        self.assertEqual(len(refusals), 1)
+        self.assertEqual(refusals[0]["log_level"], LogLevel.warn)
+        self.assertEqual(refusals[0]["error"], "No such file or directory")
+
+    def test_open_accepted_once_back(self) -> None:
+        """When the device is back, the host's next open works as usual."""
+        box = Box()
+        box.device.present = False
+        box.pair()
+        box.settle()
+        box.device.present = True
+        cmd, data = box.opened()
+        self.assertFalse(data.transport.disconnecting)
+        self.assertTrue(box.channel.is_open)
+        self.assertEqual(cmd.transport.value(), b"")
+
+    def test_refusal_can_be_turned_off(self) -> None:
+        """RealComOptions(refuse_without_device=False): the old accept-and-wait behaviour."""
+        box = Box(options=RealComOptions(refuse_without_device=False))
+        box.device.present = False
+        cmd, data = box.pair()
+        self.assertFalse(data.transport.disconnecting)
+        box.device.present = True
+        box.reactor.advance(1)  # the open retry
+        self.assertTrue(box.channel.is_open)
+
+
 class OpenSequenceTests(SynchronousTestCase):
     """What npreal2 sends when an application opens and configures the tty (realcom.md §3.2)."""
 

@@ -77,6 +77,19 @@ class NPortServiceTests(SynchronousTestCase):
         self.assertEqual(device.in_force.parity, Parity.EVEN)
         self.assertEqual(device.opens, 1)
 
+    def test_changes_logged_old_to_new(self) -> None:
+        """Every serial or operating change is logged with each changed field, old -> new."""
+        from twisted.internet.testing import EventLoggingObserver
+        from twisted.logger import formatEvent, globalLogPublisher
+        svc, _, _ = _service(self, [OpMode.TCP_SERVER])
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        svc.update_port(0, baudrate=9600, parity=Parity.EVEN)
+        svc.update_port(0, mode=OpMode.REAL_COM, max_connection=2)
+        texts = [formatEvent(e) for e in events if e.get("channel") == "port1"]
+        self.assertIn("port1: serial settings changed: baudrate 115200 -> 9600, parity N -> E", texts)
+        self.assertIn("port1: operating settings changed: mode tcp-server -> realcom, "
+                      "max_connection 1 -> 2; restarting its listeners", texts)
+
     def test_mode_change_restarts_listeners(self) -> None:
         """Switching port 1 from TCP Server to Real COM replaces its listeners only."""
         svc, reactor, _ = _service(self, [OpMode.TCP_SERVER, OpMode.TCP_SERVER])

@@ -9,6 +9,7 @@ import os
 import pty
 import signal
 import socket
+from typing import Any
 
 from twisted.application.service import IServiceMaker
 from twisted.internet.error import CannotListenError
@@ -384,3 +385,322 @@ class BoxTests(SynchronousTestCase):
         e = self.assertRaises(usage.UsageError, Options().parseOptions,
                               ["--ports", devices + ",/dev/nx32"])
         self.assertIn("33 serial ports", str(e))
+def _run(args: list[str], timeout: float = 60) -> "subprocess.CompletedProcess[str]":
+    """Run a command line of ours (C{python ...}) from the checkout, bounded by C{timeout}."""
+    import subprocess
+    import sys
+    env = dict(os.environ, PYTHONPATH=_ROOT)
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=_ROOT, env=env, stdin=subprocess.DEVNULL)
+
+
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TWISTD = ["-c", "import sys; sys.argv[0] = 'twistd'; from twisted.scripts.twistd import run; run()"]
+
+
+class UsageErrorTests(SynchronousTestCase):
+    """Under a runner, a usage error is one line and a hint, not the option list (issue 13)."""
+
+    def _check_one_line(self, result: Any, option: str) -> None:
+        self.assertEqual(result.returncode, 64, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 2, result.stderr)
+        self.assertIn(option, lines[0])
+        self.assertIn("--help", lines[1])
+        self.assertNotIn("--https-cert", result.stdout + result.stderr)  # no option list
+
+    def test_twist(self) -> None:
+        """twist nport --port-offset x: the error names --port-offset, then the hint."""
+        result = _run(["-m", "twisted", "nport", "--ports", "/dev/nx0", "--port-offset", "x"])
+        self._check_one_line(result, "--port-offset")
+        self.assertIn("twist nport --help", result.stderr)
+
+    def test_twistd(self) -> None:
+        """twistd -n nport with a bad --interface: one line naming it."""
+        result = _run([*_TWISTD, "-n", "nport", "--ports", "/dev/nx0", "--interface", "nowhere"])
+        self._check_one_line(result, "--interface")
+        self.assertIn("twistd nport --help", result.stderr)
+
+    def test_python_m(self) -> None:
+        """python -m nport_twisted: a bad settings file is one line too."""
+        path = os.path.abspath(self.mktemp())
+        with open(path, "w") as f:
+            f.write("[port1.operating]\nmax_connection = 9\n")
+        result = _run(["-m", "nport_twisted", "--ports", "/dev/nx0", "--config", path])
+        self._check_one_line(result, "max_connection")
+        self.assertIn("python -m nport_twisted --help", result.stderr)
+
+    def test_version_and_help(self) -> None:
+        """--version prints ours; --help names the documentation, which exists."""
+        from nport_twisted import __version__
+        version = _run(["-m", "nport_twisted", "--version"])
+        self.assertEqual((version.returncode, version.stdout.strip()),
+                         (0, f"nport-twisted {__version__}"))
+        help_ = _run(["-m", "nport_twisted", "--help"])
+        self.assertEqual(help_.returncode, 0)
+        self.assertIn("Usage: python -m nport_twisted", help_.stdout)
+        docs = help_.stdout.split("Documentation: ", 1)[1].split()[0]
+        self.assertTrue(os.path.isfile(os.path.join(docs, "user-guide.md")), docs)
+
+
+class TypedOptionTests(SynchronousTestCase):
+    def test_errors_name_the_option(self) -> None:
+        """Every numeric option's error names the option and its range."""
+        for option, value in (("--port-offset", "x"), ("--port-offset", "-1"),
+                              ("--http-port", "80x"), ("--https-port", "70000"),
+                              ("--dsci-port", "0")):
+            e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0", option, value)
+            self.assertIn(option, str(e))
+            self.assertNotIn("type enforcement", str(e))
+
+    def test_interface_checked_at_option_time(self) -> None:
+        """--interface must be an IP address literal; IPv4 and IPv6 pass."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0",
+                              "--interface", "eth0")
+        self.assertIn("--interface", str(e))
+        for good in ("127.0.0.1", "::", "::1", "0.0.0.0"):
+            self.assertEqual(_parse(self, "--ports", "/dev/nx0", "--interface", good)["interface"], good)
+
+    def test_log_format(self) -> None:
+        """--log-format takes text or json only."""
+        self.assertEqual(_parse(self, "--ports", "/dev/nx0", "--log-format", "JSON")["log-format"], "json")
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0",
+                              "--log-format", "xml")
+        self.assertIn("--log-format", str(e))
+
+
+class PortSpecOptionTests(SynchronousTestCase):
+    """ser2net-style --ports entries: line settings and a TCP port per device."""
+
+    def test_line_and_port(self) -> None:
+        """@LINE sets the port's serial settings; PORT= the mode's data port."""
+        options = _parse(self, "--ports", "/dev/nx0@9600-8E1,5000=/dev/nx1", "--mode", "tcp-server")
+        one, two = options["device_config"].ports
+        self.assertEqual((one.serial.baudrate, one.serial.parity.value), (9600, "E"))
+        self.assertEqual(two.serial.baudrate, 115200)
+        self.assertEqual(two.operating.local_tcp_port, 5000)
+        self.assertEqual(options["devices"], ["/dev/nx0", "/dev/nx1"])
+
+    def test_port_is_the_realcom_data_port(self) -> None:
+        """In Real COM mode the explicit port is the data port (the command port stays 966+n-1)."""
+        options = _parse(self, "--ports", "5950=/dev/nx0")
+        self.assertEqual(options["device_config"].ports[0].operating.data_port, 5950)
+
+    def test_port_needs_a_listening_mode(self) -> None:
+        """An explicit port for a mode that listens on none is refused."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "5000=/dev/nx0",
+                              "--mode", "disabled")
+        self.assertIn("5000", str(e))
+
+    def test_bad_entry(self) -> None:
+        """A malformed entry is a usage error naming --ports and the entry."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0@fast")
+        self.assertIn("--ports", str(e))
+        self.assertIn("'fast'", str(e))
+
+    def test_settings_file_wins_and_says_so(self) -> None:
+        """The file's mode and line win key by key; each overridden wish is a start-up note."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port1.operating]\nmode = tcp-server\n[port1.serial]\nbaudrate = 19200\n")
+        options = _parse(self, "--ports", "/dev/nx0@9600-8E1,/dev/nx1@4800", "--config", path,
+                         "--mode", "rfc2217")
+        one, two = options["device_config"].ports
+        self.assertEqual((one.operating.mode, one.serial.baudrate), (OpMode.TCP_SERVER, 19200))
+        self.assertEqual(one.serial.parity.value, "E")  # the file leaves parity unset
+        self.assertEqual((two.operating.mode, two.serial.baudrate), (OpMode.RFC2217, 4800))
+        notes = options["notes"]
+        self.assertEqual(len(notes), 2, notes)
+        self.assertIn("port1", notes[0])
+        self.assertIn("mode tcp-server, which wins over --mode rfc2217", notes[0])
+        self.assertIn("19200-8E1", notes[1])
+
+    def test_no_note_without_explicit_mode(self) -> None:
+        """Without --mode, a saved mode is no conflict."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port1.operating]\nmode = tcp-server\n")
+        self.assertEqual(_parse(self, "--ports", "/dev/nx0", "--config", path)["notes"], [])
+
+    def test_reload_keeps_command_line_defaults(self) -> None:
+        """SIGHUP's reload still uses --ports' line settings for what the file leaves unset."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port1.operating]\nmode = tcp-server\n")
+        options = _parse(self, "--ports", "/dev/nx0@9600", "--config", path)
+        reloaded = options["store"].load(options["default_mode"])
+        self.assertEqual(reloaded.ports[0].serial.baudrate, 9600)
+
+
+class DeviceServicesOptionTests(SynchronousTestCase):
+    def _names(self, *args: str) -> set[str]:
+        svc = makeService(_parse(self, "--ports", "/dev/nx0", "--port-offset", "10000", *args),
+                          reactor=MemoryReactorClock())
+        return {child.name for child in svc if child.name}
+
+    def test_default_is_nport_compatible(self) -> None:
+        """By default discovery and TCP 4900 run, as on an NPort."""
+        self.assertTrue({"dsci", "tcp4900-capture"} <= self._names())
+
+    def test_turned_off(self) -> None:
+        """--no-discovery and --no-capture leave them out."""
+        names = self._names("--no-discovery", "--no-capture")
+        self.assertFalse({"dsci", "tcp4900-capture"} & names)
+        self.assertIn("startup-report", names)
+
+
+class RunnerLoggingTests(SynchronousTestCase):
+    """Which log observer twist and twistd get (nport_twisted.logs)."""
+
+    def _options(self, parent: dict[str, Any]) -> Any:
+        class Fake:
+            prog = None
+        fake = Fake()
+        fake.parent = parent  # type: ignore[attr-defined]
+        return fake
+
+    def test_twist_text_by_default(self) -> None:
+        """Under twist with stdout not a terminal, text (filtered) replaces twist's JSON default."""
+        from twisted.logger import jsonFileLogObserver
+
+        from nport_twisted.logs import configure_runner_logging, text_observer
+        parent = {"fileLogObserverFactory": jsonFileLogObserver, "logFormat": "json"}
+        configure_runner_logging(self._options(parent), "text", argv=["twist", "nport"])
+        self.assertIs(parent["fileLogObserverFactory"], text_observer)
+
+    def test_twist_explicit_format_kept(self) -> None:
+        """twist --log-format json nport: twist's explicit choice stays JSON."""
+        import io
+        import json
+
+        from twisted.logger import jsonFileLogObserver
+
+        from nport_twisted.logs import configure_runner_logging
+        parent = {"fileLogObserverFactory": jsonFileLogObserver, "logFormat": "json"}
+        configure_runner_logging(self._options(parent), "text",
+                                 argv=["twist", "--log-format", "json", "nport"])
+        out = io.StringIO()
+        observer = parent["fileLogObserverFactory"](out)
+        observer({"log_format": "hello {who}", "who": "you", "log_time": 0.0,
+                  "log_namespace": "x", "log_level": None})
+        self.assertEqual(json.loads(out.getvalue().strip("\x1e\n"))["who"], "you")
+
+    def test_twistd_json_sets_logger(self) -> None:
+        """Under twistd, --log-format json names our JSON observer as twistd's --logger."""
+        from nport_twisted.logs import configure_runner_logging
+        parent: dict[str, Any] = {"logger": None}
+        configure_runner_logging(self._options(parent), "json")
+        self.assertEqual(parent["logger"], "nport_twisted.logs.json_stdout")
+        parent = {"logger": None}
+        configure_runner_logging(self._options(parent), "text")
+        self.assertIsNone(parent["logger"])
+
+    def test_twisted_listener_chatter_dropped(self) -> None:
+        """Twisted's "X starting on N" and "(TCP Port N Closed)" lines are filtered, others kept."""
+        from twisted.logger import PredicateResult
+
+        from nport_twisted.logs import quiet_twisted
+
+        def legacy(text: str) -> dict[str, Any]:
+            return {"log_namespace": "log_legacy", "log_text": text, "isError": 0}
+        for noise in ("SessionFactory starting on 950", "(TCP Port 950 Closed)",
+                      "(UDP Port 4800 Closed)", "ConsoleSite starting on 80"):
+            self.assertEqual(quiet_twisted(legacy(noise)), PredicateResult.no, noise)
+        self.assertEqual(quiet_twisted(legacy("something else")), PredicateResult.maybe)
+        self.assertEqual(quiet_twisted({"log_namespace": "nport_twisted.x",
+                                        "log_text": "(TCP Port 950 Closed)"}), PredicateResult.maybe)
+
+
+class StartupFailureTests(SynchronousTestCase):
+    """A port the OS refuses at start-up: one critical line naming it, exit 1, no traceback."""
+
+    def test_address_in_use(self) -> None:
+        """A taken Real COM data port is named with the cause and the fix."""
+        holder = socket.socket()
+        self.addCleanup(holder.close)
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        if taken + 16 > 65535 or taken < 950:
+            self.skipTest("the free port the kernel gave is unusable for this layout")
+        result = _run(["-m", "twisted", "nport", "--ports", "/dev/nx0", "--interface", "127.0.0.1",
+                       "--port-offset", str(taken - 950), "--http-port", "0", "--no-discovery",
+                       "--no-capture"])
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn(f"TCP {taken}", lines[0])
+        self.assertIn("serial port 1", lines[0])
+        self.assertIn("Address already in use", lines[0])
+        self.assertIn("--port-offset", lines[0])
+
+    def test_interface_not_on_this_host(self) -> None:
+        """An address this host does not have is named with the fix (TEST-NET-1, RFC 5737)."""
+        result = _run(["-m", "twisted", "nport", "--ports", "/dev/nx0", "--interface", "192.0.2.77",
+                       "--port-offset", "30000", "--http-port", "0", "--no-discovery"])
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, result.stderr)
+        self.assertIn("192.0.2.77 is not an address of this host", lines[0])
+
+
+def _free_offset(ports: list[int]) -> int:
+    """An offset that puts every one of C{ports} on a free loopback TCP port now."""
+    import random
+    for _ in range(50):
+        offset = random.randrange(20000, 60000)
+        socks = []
+        try:
+            for port in ports:
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port + offset))
+            return offset
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port range found")
+
+
+class PipedLogTests(SynchronousTestCase):
+    """Logs stay readable text when stdout is not a terminal (journald, docker logs)."""
+
+    def test_text_summary_and_setup_token_on_a_pipe(self) -> None:
+        import select
+        import signal
+        import subprocess
+        import sys
+        import time
+        offset = _free_offset([950, 966, 80, 4900])
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "nport_twisted", "--ports", "/dev/nx0", "--interface",
+             "127.0.0.1", "--port-offset", str(offset), "--no-discovery"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=_ROOT,
+            env=dict(os.environ, PYTHONPATH=_ROOT))
+        self.addCleanup(proc.wait, 30)
+        self.addCleanup(proc.send_signal, signal.SIGTERM)
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        output = b""
+        deadline = time.monotonic() + 60
+        # Raw reads: a buffered readline would hide lines from select().
+        while b"Starting reactor" not in output and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            output += chunk
+        lines = output.decode("utf-8", "replace").splitlines()
+        text = "\n".join(lines)
+        self.assertIn("Starting reactor", text)
+        self.assertFalse(any(line.startswith("{") for line in lines), text)  # not JSON
+        self.assertRegex(text, r"one-time setup token [A-Za-z0-9_-]{8,}")
+        self.assertIn(f"port1 /dev/nx0: Real COM on tcp:{950 + offset} (data) / "
+                      f"tcp:{966 + offset} (command); device missing", text)
+        self.assertNotIn("starting on", text)

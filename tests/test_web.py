@@ -1287,20 +1287,61 @@ class SaveFailureTests(WebTestCase):
         self.server.store = SettingsStore(self.path + ".d")  # a directory: every save fails
 
     def test_save_failure_reported(self) -> None:
-        """Settings in force but not written are reported on the page, the API and 09Set.htm."""
+        """
+        Settings in force but not written are reported on the page, the API
+        and 09Set.htm, with 507 (never 500, issue 13) and the file named.
+        """
         csrf = self.login()
         self.console.set_pending(
             attrs.evolve(self.console.pending, basic=BasicSettings(server_name="x"))
         )
         response = self.client.post("/saverestart", form={"csrf_token": csrf})
-        self.assertEqual(response.code, 500)
+        self.assertEqual(response.code, 507)
         self.assertIn("could not be written", response.text)
+        self.assertIn(self.path + ".d", response.text)
         self.assertEqual(self.server.config.basic.server_name, "x")
-        self.assertEqual(self.client.get("/09Set.htm").code, 500)
+        self.assertEqual(self.client.get("/09Set.htm").code, 507)
         response = self.client.post(
             "/api/v1/save", headers={"Authorization": f"Bearer {self.api_token()}"}
         )
-        self.assertEqual((response.code, response.json()["error"]), (500, "save_failed"))
+        self.assertEqual((response.code, response.json()["error"]), (507, "save_failed"))
+        self.flushLoggedErrors()
+
+    def test_password_change_save_failure(self) -> None:
+        """Changing the password answers the same save_failed, page and API."""
+        token = self.api_token()
+        response = self.client.post(
+            "/api/v1/password", headers={"Authorization": f"Bearer {token}"},
+            json_body={"old_password": PASSWORD, "new_password": "another-secret-9"})
+        self.assertEqual((response.code, response.json()["error"]), (507, "save_failed"))
+        self.assertIn("could not be written", response.json()["message"])
+        self.flushLoggedErrors()
+
+
+class SetupSaveFailureTests(WebTestCase):
+    """The first-start password is a save path too: same answer, never a 500."""
+
+    password = None
+
+    def setUp(self) -> None:
+        super().setUp()
+        os.mkdir(self.path + ".d")
+        self.server.store = SettingsStore(self.path + ".d")
+
+    def test_api_setup(self) -> None:
+        token = self.console.setup_token
+        response = self.client.post(
+            "/api/v1/setup", json_body={"setup_token": token, "password": "first-secret-1"})
+        self.assertEqual((response.code, response.json()["error"]), (507, "save_failed"))
+        self.flushLoggedErrors()
+
+    def test_page_setup(self) -> None:
+        token = self.console.setup_token
+        response = self.client.post("/setup", form={
+            "setup_token": token, "new_password": "first-secret-1",
+            "new_password2": "first-secret-1"})
+        self.assertEqual(response.code, 507)
+        self.assertIn("could not be written", response.text)
         self.flushLoggedErrors()
 
 

@@ -329,13 +329,32 @@ MAX_FILE_BYTES = 1024 * 1024
 
 class SettingsStore:
     """
-    The settings file on disk.  A missing file means factory defaults; it
-    is created on the first L{save}.
+    The settings file on disk.  A missing file means the defaults (factory
+    settings, or C{defaults}: what the command line gives); it is created on
+    the first L{save}.  Values in the file win over C{defaults} key by key.
+
+    An empty file is refused like any other bad file, unless nothing was
+    ever saved there (a first start: the administrator created the path
+    with C{touch}, or a volume holds an empty file).  Whether something was
+    saved is kept in a marker file beside it (C{.nport.ini.saved}), because
+    an empty settings file is also what a truncation leaves: starting on
+    factory settings then would overwrite the real ones on the next save.
     """
 
-    def __init__(self, path: str | None, max_bytes: int = MAX_FILE_BYTES) -> None:
+    def __init__(self, path: str | None, max_bytes: int = MAX_FILE_BYTES,
+                 defaults: DeviceConfig | None = None) -> None:
         self.path = path
         self.max_bytes = max_bytes
+        self.defaults = defaults if defaults is not None else DeviceConfig()
+        self.first_start = False  # the last load found an empty, never-saved file
+
+    @property
+    def marker_path(self) -> str | None:
+        """The file that records that settings were saved to C{path} at least once."""
+        if self.path is None:
+            return None
+        directory, name = os.path.split(os.path.abspath(self.path))
+        return os.path.join(directory, f".{name}.saved")
 
     def load(self, default_mode: OpMode = OpMode.REAL_COM,
              keep_password: PasswordSettings | None = None) -> DeviceConfig:
@@ -344,10 +363,13 @@ class SettingsStore:
         that does not set C{[password] hash} keeps that password: only an
         explicit C{hash =} removes it.
 
-        @raise ConfigError: when the file exists but is not valid, or is
-            larger than C{max_bytes} (refused without reading it).
+        @raise ConfigError: when the file exists but is not valid, is empty
+            after something was saved there, or is larger than C{max_bytes}
+            (refused without reading it).
         """
-        base = DeviceConfig() if keep_password is None else DeviceConfig(password=keep_password)
+        self.first_start = False
+        base = self.defaults if keep_password is None else attrs.evolve(self.defaults,
+                                                                        password=keep_password)
         if self.path is None:
             return base
         try:
@@ -365,17 +387,56 @@ class SettingsStore:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{self.path}: cannot read: {e}") from None
+        if not text.strip():
+            marker = self.marker_path
+            if marker is not None and os.path.exists(marker):
+                raise ConfigError(
+                    f"{self.path}: the file is empty, but settings were saved there before (it "
+                    f"was truncated or replaced); restore it from a backup, or delete it (and "
+                    f"{marker}) to start from factory settings")
+            self.first_start = True
+            return base
         return loads(text, self.path, base=base, default_mode=default_mode)
 
     def save(self, config: DeviceConfig) -> None:
         """Write C{config} atomically (no-op without a path)."""
         if self.path is not None:
             atomic_write(self.path, dumps(config).encode("utf-8"))
+            marker = self.marker_path
+            if marker is not None and not os.path.exists(marker):
+                try:
+                    with open(marker, "w") as f:
+                        f.write("nport-twisted saved settings beside this file "
+                                "(an empty settings file is then refused)\n")
+                except OSError:
+                    pass  # the settings are saved; only the empty-file check is weaker
 
     @property
     def state_dir(self) -> str | None:
         """Where files that belong with the settings (certificates, captures) go."""
         return os.path.dirname(os.path.abspath(self.path)) if self.path else None
+
+    def write_problem(self, access: Callable[[str, int], bool] = os.access) -> str | None:
+        """
+        Why a save would fail (the settings directory is missing and cannot
+        be created, or is not writable), else None.  Checked at start-up so
+        the operator learns it before a console user does.
+        """
+        directory = self.state_dir
+        if directory is None:
+            return None
+        probe = directory
+        while not os.path.lexists(probe):  # atomic_write creates missing directories
+            parent = os.path.dirname(probe)
+            if parent == probe:
+                break
+            probe = parent
+        if not os.path.isdir(probe):
+            return f"settings directory {directory} cannot be created: {probe} is not a directory"
+        if access(probe, os.W_OK | os.X_OK):
+            return None
+        what = "is not writable" if probe == directory else f"does not exist and {probe} is not writable"
+        return f"settings directory {directory} {what}"
 
 
 def import_config(text: str, current: DeviceConfig, network: bool = True,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import errno
 import fcntl
+import os
 import termios
 from typing import Any, Callable, Protocol
 
@@ -324,6 +325,21 @@ def _serial_port_class() -> type[Any]:
                 super().flushInput()
 
     return KeepInputSerialPort
+def describe_open_error(error: BaseException) -> str:
+    """
+    A short reason for a failed open: pyserial wraps the OS error twice
+    (C{[Errno 2] could not open port X: [Errno 2] No such file …}); the
+    strerror is what an operator needs.
+    """
+    code = getattr(error, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code)
+    return str(error) or type(error).__name__
+
+
+def device_present(path: str) -> bool:
+    """Whether the device node (or the udev link to it) exists now; nothing is opened."""
+    return os.path.exists(path)
 
 
 def open_serial_port(reactor: IReactorFDSet) -> Opener:

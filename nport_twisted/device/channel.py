@@ -41,7 +41,13 @@ from zope.interface import Interface
 
 from nport_twisted._txinternals import BufferProducer, write_now
 from nport_twisted.config.settings import SerialSettings
-from nport_twisted.device.adapter import ISerialControl, Opener, SerialHandle
+from nport_twisted.device.adapter import (
+    ISerialControl,
+    Opener,
+    SerialHandle,
+    describe_open_error,
+    device_present,
+)
 from nport_twisted.device.lines import LineCounters, LineEvents, ModemLines
 from nport_twisted.wire.packing import Packer, PackingConfig
 
@@ -130,7 +136,9 @@ class SerialChannel(service.Service):
 
     def __init__(self, index: int, device: str, settings: SerialSettings, clock: IReactorTime,
                  opener: Opener, packing: PackingConfig | None = None, keep_open: bool = True,
-                 ignore_jammed: bool = False, modem_poll_interval: float = 0.1) -> None:
+                 ignore_jammed: bool = False, modem_poll_interval: float = 0.1,
+                 present: Callable[[str], bool] | None = None,
+                 presence_interval: float = 2.0) -> None:
         self.index = index
         self.name = f"port{index + 1}"
         self.device = device
@@ -162,6 +170,13 @@ class SerialChannel(service.Service):
         self._counters: LineCounters | None = None
         self._closing: Deferred[None] | None = None
         self._missing_logged = False
+        self.last_error: str | None = None  # why the last open failed (start-up summary, logs)
+        # Presence watch (Real COM): the device is closed until a host connects.
+        self._present = present if present is not None else device_present
+        self.presence_interval = presence_interval
+        self._presence_watch = False
+        self._presence_loop: LoopingCall | None = None
+        self._seen_present: bool | None = None
         self._listeners: list[Callable[[], None]] = []
 
     # -- lifecycle ------------------------------------------------------------
@@ -170,11 +185,59 @@ class SerialChannel(service.Service):
         super().startService()
         if self._wanted():  # keep_open, or a holder arrived before the service started
             self._try_open()
+        self._update_presence_loop()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
         self._cancel_retry()
+        self._update_presence_loop()
         return self._close()
+
+    # -- presence of a device kept closed (Real COM) ----------------------------
+
+    def set_presence_watch(self, on: bool) -> None:
+        """
+        Log when the device, while closed, appears or goes away (Real COM
+        opens it only when a host connects, so nothing else would notice).
+        The state at start is the start-up summary's to report.
+        """
+        self._presence_watch = on
+        self._update_presence_loop()
+
+    def _update_presence_loop(self) -> None:
+        want = self._presence_watch and bool(self.running)
+        if want and self._presence_loop is None:
+            self._seen_present = self._probe()
+            loop = LoopingCall(self._check_presence)
+            loop.clock = self.clock
+            loop.start(self.presence_interval, now=False).addErrback(
+                lambda f: self._log.failure("{channel}: presence check failed", f, channel=self.name))
+            self._presence_loop = loop
+        elif not want and self._presence_loop is not None:
+            if self._presence_loop.running:
+                self._presence_loop.stop()
+            self._presence_loop = None
+
+    def _probe(self) -> bool | None:
+        try:
+            return self._present(self.device)
+        except Exception:
+            return None
+
+    def _check_presence(self) -> None:
+        if self._handle is not None:  # open: a loss is the serial protocol's to report
+            self._seen_present = True
+            return
+        now = self._probe()
+        if now is None or now == self._seen_present:
+            return
+        self._seen_present = now
+        if now:
+            self._log.info("{channel}: {device} appeared; it is opened when a host connects",
+                           channel=self.name, device=self.device)
+        else:
+            self._log.warn("{channel}: {device} is gone; hosts are refused until it returns",
+                           channel=self.name, device=self.device)
 
     @property
     def is_open(self) -> bool:
@@ -243,6 +306,7 @@ class SerialChannel(service.Service):
         self._backoff = _BACKOFF_START
         self.stats.opens += 1
         self._missing_logged = False
+        self.last_error = None
         self.actual_settings = actual
         # The device's write buffer filling pauses reading from every session.
         handle.transport.registerProducer(BufferProducer(self._set_tx_paused), True)
@@ -264,6 +328,7 @@ class SerialChannel(service.Service):
 
     def _open_failed(self, error: Exception) -> None:
         self.stats.open_failures += 1
+        self.last_error = describe_open_error(error)
         if not self._missing_logged:
             self._missing_logged = True
             self._log.warn("{channel}: cannot open {device} ({error}); retrying until it appears",

@@ -61,6 +61,12 @@ class RealComOptions:
     @ivar lines_without_modem: what PORT_INIT/LSTATUS report for a device
         with no modem lines (a pty): True = DSR/CTS/DCD on, so hosts that
         open without CLOCAL do not wait for carrier (ours, inferred).
+    @ivar refuse_without_device: close a host's new Real COM pair when the
+        serial device cannot be opened, so the host's open fails (EIO on
+        Linux) instead of succeeding on a dead line.  MOXA's port daemon
+        exits when its serial port does not open [P aspp_open_serial], so
+        an NPort in that state drops the host's connections too; ours
+        refuses per connection and keeps listening (inferred from [P]).
     """
 
     probe_idle: float = 40.0
@@ -78,6 +84,7 @@ class RealComOptions:
     #: Seconds a command connection may wait for its data connection before
     #: it is closed (0 = forever).  Ours: a driver connects both at once.
     pair_timeout: float = 10.0
+    refuse_without_device: bool = True
 
 
 def host_of(address: str) -> str:

@@ -17,7 +17,11 @@ arrival only, RealComOptions.pair_by_peer); a command connection without its
 data connection is closed after RealComOptions.pair_timeout.  The
 serial device is opened with the first data connection and closed (DTR/RTS
 dropped, the host's settings forgotten) when the last one goes; closing
-either connection of a pair closes both.  Command bytes wait until the
+either connection of a pair closes both.  While the device cannot be
+opened (missing, locked by another program) a new pair is closed at once,
+so the host's open fails instead of succeeding on a dead line; a device
+that vanishes during a session is reported as DSR/CTS/DCD off (NOTIFY) and
+reopened when it returns.  Command bytes wait until the
 pair's data connection exists.  With max connection 1 the host has full
 control; with 2-4 the port is a data tunnel (aspp_command says which
 requests still apply).
@@ -91,6 +95,17 @@ class RealComPort(AsppPort):
 
     def data_connected(self, pair: Pair) -> None:
         self.channel.hold()
+        if not self.channel.is_open and self.options.refuse_without_device:
+            # A host must learn that the line is down: its open fails, as
+            # with an NPort whose serial port cannot open (RealComOptions).
+            self.channel.release()
+            self._log.warn("{channel}: refusing a Real COM open from {peer}: {device} cannot be "
+                           "opened ({error}); the host's open fails until the device is back",
+                           channel=self.channel.name,
+                           peer=peer_host(pair.data.transport if pair.data else None),
+                           device=self.channel.device, error=self.channel.last_error or "missing")
+            pair.close()
+            return
         pair.touch()
         pair.attached = True
         self.channel.attach(pair)

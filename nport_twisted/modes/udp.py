@@ -51,7 +51,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines
-from nport_twisted.net.listener import ListenerInfo, ListenError, privileged_port_hint
+from nport_twisted.net.listener import ListenerInfo, ListenError, listen_failure
 from nport_twisted.net.session import PortContext
 from nport_twisted.config.settings import UdpDestination
 
@@ -309,11 +309,7 @@ class UdpModeService(service.Service):
         try:
             self.port = self._listen(port, protocol, interface)
         except (CannotListenError, InvalidAddressError, OSError) as e:
-            socket_error = getattr(e, "socketError", e)
-            if getattr(socket_error, "errno", None) in (errno.EACCES, errno.EPERM):
-                message = privileged_port_hint(port)
-            else:
-                message = f"cannot listen on UDP {interface or '*'}:{port}: {socket_error}"
+            message = listen_failure("udp", port, interface, e, f"serial port {ctx.number}")
             self._log.critical("{channel}: {message}", channel=name, message=message)
             raise ListenError(message, port=port) from None
         self.protocol = protocol

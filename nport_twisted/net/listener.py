@@ -95,10 +95,38 @@ def split_endpoint(description: str) -> tuple[str, int, str]:
 
 
 def privileged_port_hint(port: int) -> str:
-    return (f"cannot listen on port {port}: permission denied. Ports below 1024 need root or "
-            f"CAP_NET_BIND_SERVICE (e.g. setcap cap_net_bind_service=+ep on the python binary, "
-            f"or AmbientCapabilities=CAP_NET_BIND_SERVICE under systemd); or shift every port "
-            f"with --port-offset N (e.g. --port-offset 10000)")
+    return (f"cannot listen on port {port}: permission denied. Ports below 1024 need "
+            f"CAP_NET_BIND_SERVICE (systemd: AmbientCapabilities=CAP_NET_BIND_SERVICE; docker/"
+            f"podman: --cap-add NET_BIND_SERVICE, or --sysctl "
+            f"net.ipv4.ip_unprivileged_port_start=0 with its own network), or root; or shift "
+            f"every port with --port-offset N (e.g. --port-offset 10000)")
+
+
+def listen_failure(proto: str, port: int, interface: str, error: BaseException,
+                   what: str = "") -> str:
+    """
+    One line for a port the OS refused: which port (and what it is for),
+    why, and how to fix it.  C{error} is the socket error (or Twisted's
+    CannotListenError around one).
+    """
+    socket_error = getattr(error, "socketError", error)
+    code = getattr(socket_error, "errno", None)
+    if code in (errno.EACCES, errno.EPERM):
+        text = privileged_port_hint(port)
+        return f"{text} ({what})" if what else text
+    where = f"{proto.upper()} {port}" + (f" on {interface}" if interface else "")
+    purpose = f" ({what})" if what else ""
+    reason = getattr(socket_error, "strerror", None) or str(socket_error)
+    if code == errno.EADDRINUSE:
+        fix = (f"another program (or another nport-twisted) holds it: find it with "
+               f"`ss -lnp 'sport = :{port}'`, stop it, give this port another number in the "
+               f"settings, or shift every port with --port-offset N")
+        return f"cannot listen on {where}{purpose}: {reason}; {fix}"
+    if code == errno.EADDRNOTAVAIL:
+        return (f"cannot listen on {where}{purpose}: {reason}: {interface or 'the address'} is "
+                f"not an address of this host (`ip -brief address` lists them); fix --interface, "
+                f"or start after the network is up (systemd: After=network-online.target)")
+    return f"cannot listen on {where}{purpose}: {reason}"
 
 
 class ListenerService(service.Service):
@@ -138,10 +166,11 @@ class ListenerService(service.Service):
 
         def failed(f: Any) -> None:
             err = f.value
-            socket_error = getattr(err, "socketError", None)
-            if isinstance(err, CannotListenError) and getattr(socket_error, "errno", None) in (
-                    errno.EACCES, errno.EPERM):
-                message = privileged_port_hint(err.port)
+            proto, port, interface = self._where()
+            if isinstance(err, CannotListenError):
+                what = self.name or (f"serial port {self._port_index + 1}"
+                                     if self._port_index is not None else "")
+                message = listen_failure(proto, err.port or port, interface, err, what)
             else:
                 message = f"cannot listen on {self.description}: {err}"
             self._log.critical("{message}", message=message)
@@ -151,6 +180,14 @@ class ListenerService(service.Service):
         self._listening = d
         if failure:  # endpoints listen synchronously on a real reactor: fail start-up now
             raise failure[0]
+
+    def _where(self) -> tuple[str, int, str]:
+        """(protocol, port, interface) of the endpoint, for messages."""
+        try:
+            kind, port, interface = split_endpoint(self.description)
+        except ValueError:
+            return self.description, 0, ""
+        return ("tcp" if kind in ("tcp", "ssl", "tcp6") else kind), port, interface
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

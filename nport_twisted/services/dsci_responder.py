@@ -62,7 +62,7 @@ from nport_twisted.net.listener import (
     ListenerInfo,
     ListenError,
     NetTable,
-    privileged_port_hint,
+    listen_failure,
 )
 from nport_twisted.net.ratelimit import RateLimiter
 from nport_twisted.wire import dsci
@@ -606,10 +606,8 @@ class DsciService(service.Service):
         try:
             self.port = self._listen(server.reactor, port, bind, self.protocol)
         except OSError as e:
-            if e.errno in (errno.EACCES, errno.EPERM):
-                message = privileged_port_hint(port)
-            else:
-                message = f"cannot listen on UDP {bind}:{port} for DSCI: {e.strerror or e}"
+            message = listen_failure("udp", port, bind if bind not in ("", "0.0.0.0") else "", e,
+                                     "discovery (DSCI); --no-discovery turns it off")
             self._log.critical("{message}", message=message)
             raise ListenError(message, port=port) from None
         self._info = ListenerInfo("udp", port, None, "dsci")

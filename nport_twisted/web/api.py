@@ -58,6 +58,13 @@ class ApiError(Exception):
         return out
 
 
+def _save_failed(request: Any, f: Failure) -> bytes:
+    """Every save path's answer when the file cannot be written: 507 C{save_failed}."""
+    f.trap(SaveError)
+    return _json(request, ApiError(SaveError.status, SaveError.code, str(f.value)).body(),
+                 SaveError.status)
+
+
 def _json(request: Any, obj: Any, code: int = 200) -> bytes:
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
@@ -251,11 +258,8 @@ class ApiV1(ConsoleResource):
             session = self.console.sessions.create(peer, bearer=True)
             return _json(request, {"token": session.sid})
 
-        def not_saved(f: Failure) -> bytes:
-            f.trap(SaveError)
-            return _json(request, ApiError(500, "save_failed", str(f.value)).body(), 500)
-
-        return later(request, self.console.first_password(password).addCallbacks(done, not_saved))
+        return later(request, self.console.first_password(password).addCallbacks(
+            done, lambda f: _save_failed(request, f)))
 
     def _device(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes:
         self._methods(method, b"GET")
@@ -342,7 +346,7 @@ class ApiV1(ConsoleResource):
         """
         Answer once the apply-and-save C{apply} fires: C{saved} says whether
         the file was written; a refusal (nothing changed) is a 400 naming
-        the fields, a file that cannot be written a 500.
+        the fields, a file that cannot be written L{_save_failed}.
         """
         d = apply()  # FieldErrors raised here: a 400 from render
 
@@ -351,8 +355,7 @@ class ApiV1(ConsoleResource):
                 body = ApiError(400, "invalid", "not put in force: nothing was changed",
                                 f.value.errors).body()
                 return _json(request, body, 400)
-            f.trap(SaveError)
-            return _json(request, ApiError(500, "save_failed", str(f.value)).body(), 500)
+            return _save_failed(request, f)
 
         return later(
             request,
@@ -398,13 +401,8 @@ class ApiV1(ConsoleResource):
                     request, _invalid(FieldErrors({"old_password": "wrong password"})).body(), 400
                 )
             self.console.limiter.succeeded(peer)
-
-            def not_saved(f: Failure) -> bytes:
-                f.trap(SaveError)
-                return _json(request, ApiError(500, "save_failed", str(f.value)).body(), 500)
-
             return self.console.set_password(new, keep_session=session.sid).addCallbacks(
-                lambda _: _json(request, {"changed": True}), not_saved
+                lambda _: _json(request, {"changed": True}), lambda f: _save_failed(request, f)
             )
 
         return later(request, self.console.check_password(old, peer).addCallback(checked))

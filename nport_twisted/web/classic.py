@@ -119,7 +119,7 @@ class ClassicSaveRestart(ClassicResource):
                 request.setResponseCode(400)
                 return classic_page("Save/Restart error", "Save/Restart Error!", f.value.errors)
             f.trap(SaveError)
-            request.setResponseCode(500)
+            request.setResponseCode(SaveError.status)
             return classic_page(
                 "Save/Restart error", "Save/Restart Error!", {"file": str(f.value)}
             )

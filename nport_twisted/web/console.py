@@ -15,6 +15,8 @@ takes effect and is saved at once.
 
 from __future__ import annotations
 
+import os
+
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +60,16 @@ def check_new_password(
 
 
 class SaveError(Exception):
-    """The settings file could not be written (the message says what is in force)."""
+    """
+    The settings file could not be written (the message says what is in
+    force: Save/Restart's settings are, a new password is not).  Every save path (Save/Restart, factory default, import, password,
+    first-start password) raises this one error; the pages, 09Set.htm and
+    the JSON API all answer it the same way: HTTP 507 and, in the API,
+    C{"error": "save_failed"} (never a 500: nothing broke, the disk said no).
+    """
+
+    status = 507  # Insufficient Storage: the server cannot store what is needed
+    code = "save_failed"
 
 
 class HashGate:
@@ -89,6 +100,16 @@ class HashGate:
 
     def run(self, f: Callable[[], Any]) -> Deferred[Any]:
         return self._sem.run(self._run, f)
+
+
+def save_error(lead: str, path: str | None, error: OSError) -> SaveError:
+    """The one message of a failed save: what happened, the file, the cause and the fix."""
+    reason = error.strerror or str(error)
+    directory = os.path.dirname(os.path.abspath(path)) if path else "the settings directory"
+    return SaveError(
+        f"{lead}: the settings file could not be written ({path}: {reason}). "
+        f"Fix: make {directory} writable by the service's user (systemd: StateDirectory=; "
+        f"containers: a writable volume there), then save again")
 
 
 #: What a Save/Restart (or factory default) says; only "saved" when the file was written.
@@ -277,10 +298,10 @@ class WebConsole:
             try:
                 self.server.save()
             except OSError as e:
-                self._log.error("web console: settings in force but not saved: {error}", error=e)
-                raise SaveError(
-                    f"the settings are in force but the settings file could not be written: {e}"
-                ) from None
+                error = save_error("the settings are in force but not saved",
+                                   self.server.settings_path, e)
+                self._log.error("web console: {error}", error=error)
+                raise error from None
             self._log.info("web console: settings applied and saved")
             return True
 
@@ -381,15 +402,9 @@ class WebConsole:
             try:
                 self.server.save(new)
             except OSError as e:
-                self._log.error(
-                    "web console: password not changed, the settings file could not be "
-                    "written: {error}",
-                    error=e,
-                )
-                raise SaveError(
-                    "the password was not changed: the settings file could not be "
-                    f"written: {e}"
-                ) from None
+                error = save_error("the password was not changed", self.server.settings_path, e)
+                self._log.error("web console: {error}", error=error)
+                raise error from None
             self.server.apply_config(new)
             self.setup_token = None
             self.sessions.drop_all(keep=keep_session)

@@ -152,7 +152,7 @@ class HtmlPage(ConsoleResource):
         """
         Answer with this page once the apply-and-save C{d} fires: what was
         done (only "saved" when the file was written, L{applied_text}), the
-        refusal (400, nothing changed) or the save error (500).
+        refusal (400, nothing changed) or the save error (507, L{SaveError}).
         """
 
         def failed(f: Failure) -> bytes:
@@ -161,7 +161,7 @@ class HtmlPage(ConsoleResource):
                 text = "Not put in force: " + forms.errors_text(f.value.errors)
             else:
                 f.trap(SaveError)
-                request.setResponseCode(500)
+                request.setResponseCode(SaveError.status)
                 text = str(f.value)
             return self.show(request, session, None, {"_form": text})
 
@@ -356,11 +356,9 @@ class SetupPage(ConsoleResource):
 
         def not_saved(f: Failure) -> bytes:
             f.trap(SaveError)
-            return self._form(request, {}, 500, str(f.value))
+            return self._form(request, {}, SaveError.status, str(f.value))
 
-        return later(
-            request, self.console.first_password(password).addCallbacks(done, not_saved)
-        )
+        return later(request, self.console.first_password(password).addCallbacks(done, not_saved))
 
 
 class RootPage(ConsoleResource):
@@ -931,7 +929,7 @@ class PasswordPage(HtmlPage):
 
             def not_saved(f: Failure) -> bytes:
                 f.trap(SaveError)
-                request.setResponseCode(500)
+                request.setResponseCode(SaveError.status)
                 return self.show(request, session, None, {"_form": str(f.value)})
 
             return self.console.set_password(new, keep_session=session.sid).addCallbacks(
