@@ -196,12 +196,12 @@ class PasswordSaveFailureTests(WebTestCase):
         os.mkdir(self.path + ".d")
 
     def test_api_password_change_on_unwritable_store(self) -> None:
-        """API: 500 save_failed; the old password still works, the new one does not."""
+        """API: 507 save_failed (never 500, issue 13); the old password works, the new does not."""
         token = self.api_token()
         self.server.store = SettingsStore(self.path + ".d")  # a directory: every save fails
         response = self.client.post("/api/v1/password", headers={"Authorization": f"Bearer {token}"},
                                     json_body={"old_password": PASSWORD, "new_password": "a new secret"})
-        self.assertEqual((response.code, response.json()["error"]), (500, "save_failed"))
+        self.assertEqual((response.code, response.json()["error"]), (507, "save_failed"))
         self.assertIn("was not changed", response.json()["message"])
         self.assertTrue(self.server.config.password.verify(PASSWORD))
         self.assertFalse(self.server.config.password.verify("a new secret"))
@@ -210,13 +210,13 @@ class PasswordSaveFailureTests(WebTestCase):
         self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_page_password_change_on_unwritable_store(self) -> None:
-        """Page: the form shows the save error (500), the old password stays in force."""
+        """Page: the form shows the save error (507), the old password stays in force."""
         csrf = self.login()
         self.server.store = SettingsStore(self.path + ".d")
         response = self.client.post("/password", form={
             "csrf_token": csrf, "old_password": PASSWORD,
             "new_password": "a new secret", "new_password2": "a new secret", "confirm": "on"})
-        self.assertEqual(response.code, 500)
+        self.assertEqual(response.code, 507)
         self.assertIn("was not changed", response.text)
         self.assertTrue(self.server.config.password.verify(PASSWORD))
         self.assertEqual(self.flushLoggedErrors(), [])
@@ -234,7 +234,7 @@ class FirstPasswordSaveFailureTests(WebTestCase):
         token = self.console.setup_token
         response = self.client.post("/api/v1/setup", json_body={"setup_token": token,
                                                                 "password": "first secret"})
-        self.assertEqual((response.code, response.json()["error"]), (500, "save_failed"))
+        self.assertEqual((response.code, response.json()["error"]), (507, "save_failed"))
         self.assertFalse(self.console.password_set)
         self.assertEqual(self.console.setup_token, token)
         self.assertEqual(self.flushLoggedErrors(), [])
