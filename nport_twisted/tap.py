@@ -221,6 +221,9 @@ class Options(usage.Options):
          "drivers and utilities only ask on 4800, which needs no privilege: use "
          "--dsci-port 4800 with --port-offset so they still find the box.",
          _int_option("dsci-port", 1, 65535)],
+        ["lock-dir", None, None,
+         "Directory of the UUCP lock files (LCK..ttyUSB0, as ser2net, minicom and cu use); "
+         "default /run/lock, else /var/lock; 'none' takes devices with TIOCEXCL only."],
         ["log-format", None, "text",
          "Log format on stdout under twist and python -m nport_twisted: text (one readable "
          "line per event, also for journald) or json (one JSON object per line). Under "
@@ -241,6 +244,9 @@ class Options(usage.Options):
          "Do not answer UDP 4800 discovery (MOXA's NPort Administrator, Device Search "
          "Utility and the Real COM drivers' liveness polling will not see the box)."],
         ["no-capture", None, "Do not listen on TCP 4900."],
+        ["no-exclusive", None,
+         "Share the serial devices: no TIOCEXCL and no UUCP lock files (by default a device "
+         "is taken exclusively, so minicom or ModemManager cannot use it unnoticed)."],
         ["twisted-reactor", None,
          "Run on the reactor twistd/twist would pick, not nport-twisted's epoll reactor "
          "with the cheaper event dispatch (docs/performance.md). twistd --reactor NAME "
@@ -311,6 +317,7 @@ class Options(usage.Options):
         if log_format not in _LOG_FORMATS:
             raise usage.UsageError(f"--log-format: {self['log-format']!r}: use text or json")
         self["log-format"] = log_format
+        self["exclusive"] = _exclusive(self["no-exclusive"], self["lock-dir"])
         from nport_twisted.logs import configure_runner_logging
         configure_runner_logging(self, log_format)
         if self.subCommand == "realtty":
@@ -340,6 +347,22 @@ class Options(usage.Options):
                                   for n, spec in enumerate(self["box_specs"], 2)]
         if len(self["boxes"]) > 1:
             _check_boxes(self["boxes"])
+
+
+def _exclusive(shared: bool, lock_dir: str | None) -> Any:
+    """The L{Exclusive} policy of C{--no-exclusive} / C{--lock-dir}, checked now."""
+    from nport_twisted.device.adapter import SHARED, Exclusive
+    from nport_twisted.device.locks import default_lock_dir
+
+    if shared:
+        return SHARED
+    if lock_dir is None:
+        return Exclusive(lock_dir=default_lock_dir())
+    if lock_dir.strip().lower() == "none":
+        return Exclusive(lock_dir=None)
+    if not os.path.isdir(lock_dir):
+        raise usage.UsageError(f"--lock-dir: {lock_dir} is not a directory")
+    return Exclusive(lock_dir=os.path.abspath(lock_dir))
 
 
 def _realtty_config(path: str) -> Any:
@@ -573,7 +596,7 @@ def _build_box(box: Box, options: Options, reactor: Any) -> NPortService:
 
     svc = NPortService(
         reactor, box.devices, box.config, box.store,
-        opener=open_serial_port(reactor), port_offset=box.port_offset,
+        opener=open_serial_port(reactor, options["exclusive"]), port_offset=box.port_offset,
         interface=box.interface, default_mode=box.default_mode,
         dsci_port=options["dsci-port"], run_blocking=_in_thread(reactor),
     )

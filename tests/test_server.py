@@ -62,6 +62,15 @@ class NPortServiceTests(SynchronousTestCase):
         self.assertFalse(svc.ports[0].channel.is_open)
         self.assertTrue(svc.ports[1].channel.is_open)
 
+    def test_tcp_server_command_port_off(self) -> None:
+        """TCP Server with command_port_enabled off listens on its data port only (a relay)."""
+        svc, reactor, _ = _service(self, [OpMode.TCP_SERVER])
+        svc.update_port(0, command_port_enabled=False)
+        self.assertEqual(_listening(reactor)[-1:], [14001])
+        self.assertEqual(sorted(l.port for l in svc.net.listeners), [14001])
+        svc.update_port(0, command_port_enabled=True)
+        self.assertEqual(sorted(l.port for l in svc.net.listeners), [10966, 14001])
+
     def test_disabled_has_no_listener(self) -> None:
         """A disabled port neither listens nor opens its device."""
         svc, reactor, _ = _service(self, [OpMode.DISABLED])

@@ -110,6 +110,13 @@ class SummaryTests(SynchronousTestCase):
         self.assertIn("save_failed", warn)
         self.assertIn("Fix:", warn)
 
+    def test_describe_tcp_server_without_command_port(self) -> None:
+        """A TCP Server relay (command port off) names only its data port."""
+        from nport_twisted.config.settings import OperatingSettings
+        relay = OperatingSettings(mode=OpMode.TCP_SERVER, command_port_enabled=False)
+        self.assertEqual(describe_port(0, "/dev/x", relay, 0, "ok"),
+                         "port1 /dev/x: TCP Server on tcp:4001 (data); ok")
+
     def test_describe_tcp_client_and_udp(self) -> None:
         """Modes without a listener of their own describe where they send."""
         from nport_twisted.config.settings import OperatingSettings, UdpDestination

@@ -85,6 +85,9 @@ def operating_ports(operating: OperatingSettings, index: int) -> list[PortUse]:
     """The local ports serial port C{index} uses with C{operating}."""
     uses: list[PortUse] = []
     for setting in MODE_PORTS.get(operating.mode, ()):
+        if (setting == "command_port" and operating.mode is OpMode.TCP_SERVER
+                and not operating.command_port_enabled):
+            continue  # TCP Server with its command port off: a plain relay
         proto, default, _ = _SETTINGS[setting]
         value = getattr(operating, setting)
         if isinstance(value, tuple):  # designated local ports: 0 = any

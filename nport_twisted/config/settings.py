@@ -396,6 +396,9 @@ class OperatingSettings:
     # TCP Server: the command port takes only hosts holding a data connection
     # on this port (ours, issue 10; MOXA's device takes any host).
     command_requires_data: bool = True
+    # TCP Server: listen on the ASPP command port at all (ours, issue 13: off
+    # for a plain relay; an NPort always listens there).
+    command_port_enabled: bool = True
     # TCP Client
     destinations: tuple[str, ...] = attrs.field(default=(), converter=_as_tuple, validator=_host_port)
     designated_local_ports: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)

@@ -27,6 +27,14 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from nport_twisted._txinternals import discard_unsent, unsent_bytes
+from nport_twisted.device.locks import (
+    DeviceBusy,
+    acquire,
+    busy_reason,
+    default_lock_dir,
+    lock_path,
+    release,
+)
 from nport_twisted.config.settings import FlowControl, Parity, SerialInterface, SerialSettings
 from nport_twisted.device.lines import LineCounters, ModemLines
 
@@ -325,12 +333,16 @@ def _serial_port_class() -> type[Any]:
                 super().flushInput()
 
     return KeepInputSerialPort
+
+
 def describe_open_error(error: BaseException) -> str:
     """
     A short reason for a failed open: pyserial wraps the OS error twice
     (C{[Errno 2] could not open port X: [Errno 2] No such file …}); the
-    strerror is what an operator needs.
+    strerror is what an operator needs, or who holds a busy device.
     """
+    if isinstance(error, DeviceBusy):
+        return str(error)
     code = getattr(error, "errno", None)
     if isinstance(code, int) and code > 0:
         return os.strerror(code)
@@ -342,7 +354,39 @@ def device_present(path: str) -> bool:
     return os.path.exists(path)
 
 
-def open_serial_port(reactor: IReactorFDSet) -> Opener:
+@attrs.frozen
+class Exclusive:
+    """
+    How a device is taken (C{--lock-dir}, C{--no-exclusive}).
+
+    @ivar tiocexcl: set TIOCEXCL once open: further opens by other
+        (unprivileged) programs fail with EBUSY.
+    @ivar lock_dir: where UUCP lock files go (None: no lock files).
+    """
+
+    tiocexcl: bool = True
+    lock_dir: str | None = attrs.field(factory=default_lock_dir)
+
+
+#: Sharing the device as plain pyserial does (tests, C{--no-exclusive}).
+SHARED = Exclusive(tiocexcl=False, lock_dir=None)
+
+
+def _take_exclusive(port: Any, device: str, exclusive: Exclusive) -> None:
+    """TIOCEXCL on the open device; a device that refuses it is used anyway (logged)."""
+    if not exclusive.tiocexcl:
+        return
+    try:
+        fcntl.ioctl(port._serial.fd, termios.TIOCEXCL)
+    except (OSError, AttributeError, TypeError) as e:
+        _log.info("{device}: no exclusive mode (TIOCEXCL: {error}); other programs can open it",
+                  device=device, error=e)
+
+
+_log = Logger()
+
+
+def open_serial_port(reactor: IReactorFDSet, exclusive: Exclusive | None = None) -> Opener:
     """
     The default opener: Twisted's SerialPort at a safe 9600 8N1 with no flow
     control (which every device accepts), then the real settings one by one
@@ -352,11 +396,61 @@ def open_serial_port(reactor: IReactorFDSet) -> Opener:
     Twisted both flush it on open): a reopen after a hang-up delivers what
     arrived in between.  A host that wants a clean start asks for it (Real
     COM FLUSH, RFC 2217 PURGE-DATA).
+
+    The device is taken exclusively (L{Exclusive}, default on): a UUCP lock
+    file first (a live owner fails the open with L{DeviceBusy} naming its
+    pid; the channel retries), then TIOCEXCL; the lock goes with the close.
+    A lock directory we cannot write is logged once and costs only the
+    lock file, not the port.
     """
-    port_class = _serial_port_class()
+    exclusive = exclusive if exclusive is not None else Exclusive()
+    base = _serial_port_class()
+    unlockable: set[str] = set()
+
+    class LockedSerialPort(base):  # type: ignore[misc,valid-type]
+        lock: str | None = None
+
+        def connectionLost(self, reason: Any) -> None:
+            # Release first: the protocol may reopen at once (and lock again).
+            lock, self.lock = self.lock, None
+            if lock is not None:
+                release(lock)
+            super().connectionLost(reason)
+
+    def take_lock(device: str) -> str | None:
+        if exclusive.lock_dir is None:
+            return None
+        path = lock_path(exclusive.lock_dir, device)
+        try:
+            acquire(path, device)
+        except DeviceBusy:
+            raise
+        except OSError as e:
+            if exclusive.lock_dir not in unlockable:
+                unlockable.add(exclusive.lock_dir)
+                _log.warn("cannot create UUCP lock files in {dir} ({error}): devices are taken "
+                          "with TIOCEXCL only, so a program running as root could still share "
+                          "them. Fix: make {dir} writable for this user, or --lock-dir DIR, or "
+                          "--lock-dir none", dir=exclusive.lock_dir, error=e.strerror or e)
+            return None
+        return path
 
     def opener(protocol: TwistedProtocol, device: str, settings: SerialSettings) -> SerialHandle:
-        port = port_class(protocol, device, reactor, baudrate=9600)
+        lock = take_lock(device)
+        try:
+            port = LockedSerialPort(protocol, device, reactor, baudrate=9600)
+        except serial.SerialException as e:
+            if lock is not None:
+                release(lock)
+            if getattr(e, "errno", None) == errno.EBUSY:
+                raise DeviceBusy(device, busy_reason(device)) from None
+            raise
+        except BaseException:
+            if lock is not None:
+                release(lock)
+            raise
+        port.lock = lock
+        _take_exclusive(port, device, exclusive)
         control = PySerialControl(port._serial, port)
         return OpenedSerial(port, control)
 

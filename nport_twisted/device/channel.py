@@ -48,6 +48,7 @@ from nport_twisted.device.adapter import (
     describe_open_error,
     device_present,
 )
+from nport_twisted.device.locks import DeviceBusy
 from nport_twisted.device.lines import LineCounters, LineEvents, ModemLines
 from nport_twisted.wire.packing import Packer, PackingConfig
 
@@ -331,8 +332,10 @@ class SerialChannel(service.Service):
         self.last_error = describe_open_error(error)
         if not self._missing_logged:
             self._missing_logged = True
-            self._log.warn("{channel}: cannot open {device} ({error}); retrying until it appears",
-                           channel=self.name, device=self.device, error=error)
+            until = "it is free" if isinstance(error, DeviceBusy) else "it appears"
+            self._log.warn("{channel}: cannot open {device} ({error}); retrying until {until}",
+                           channel=self.name, device=self.device, error=self.last_error,
+                           until=until)
         self._schedule_retry()
 
     def _apply_settings(self, control: ISerialControl, settings: SerialSettings) -> SerialSettings:

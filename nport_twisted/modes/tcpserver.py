@@ -199,14 +199,16 @@ class TcpServerService(service.MultiService):
 def tcp_server_frontend(ctx: PortContext) -> TcpServerService:
     """
     The services of TCP Server mode for one port: its data listener and the
-    ASPP command port (966+n-1 by default) for IP-Serial-style control.
+    ASPP command port (966+n-1 by default) for IP-Serial-style control,
+    unless C{command_port_enabled} is off (a plain relay).
     """
     factory = TcpServerFactory(ctx)
     command_port = TcpServerCommandPort(ctx, data_gate=factory.gate)
-    factory.command_port = command_port
     front = TcpServerService(factory, command_port)
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", port), factory, ctx.net,
                     ctx.index).setServiceParent(front)
-    tcp_server_command_listener(ctx, port=command_port).setServiceParent(front)
+    if ctx.operating.command_port_enabled:
+        factory.command_port = command_port
+        tcp_server_command_listener(ctx, port=command_port).setServiceParent(front)
     return front

@@ -335,6 +335,12 @@ OPERATING_FIELDS: dict[str, Field] = {
         Field("data_port", "Data port", "int", help="0 = 950+n-1", size=6),
         Field("secure", "Secure (TLS)", "bool"),
         Field(
+            "command_port_enabled",
+            "Command port on",
+            "bool",
+            help="off: a plain relay, only the data port listens",
+        ),
+        Field(
             "command_requires_data",
             "Command port only for data hosts",
             "bool",
@@ -382,6 +388,7 @@ MODE_FIELDS: dict[OpMode, tuple[str, ...]] = {
         "allow_driver_control",
         *_PACKING,
         "local_tcp_port",
+        "command_port_enabled",
         "command_port",
         "command_requires_data",
     ),
