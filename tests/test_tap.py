@@ -439,7 +439,7 @@ class UsageErrorTests(SynchronousTestCase):
         help_ = _run(["-m", "nport_twisted", "--help"])
         self.assertEqual(help_.returncode, 0)
         self.assertIn("Usage: python -m nport_twisted", help_.stdout)
-        docs = help_.stdout.split("Documentation: ", 1)[1].split()[0]
+        docs = help_.stdout.split("Documentation:", 1)[1].split()[0]  # the text may wrap after it
         self.assertTrue(os.path.isfile(os.path.join(docs, "user-guide.md")), docs)
 
 
