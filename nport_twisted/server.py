@@ -28,6 +28,7 @@ from nport_twisted.config.store import SettingsStore
 from nport_twisted.config.portmap import ServicePort, operating_ports, port_conflicts
 from nport_twisted.device.adapter import Opener
 from nport_twisted.device.channel import SerialChannel
+from nport_twisted.events import EventPublisher
 from nport_twisted.net.context import IDeviceContext, IPortState
 from nport_twisted.net.listener import ListenError, NetTable
 from nport_twisted.net.session import PortContext
@@ -177,8 +178,11 @@ class NPortService(service.MultiService):
                  opener: Opener, port_offset: int = 0, interface: str = "",
                  builders: Mapping[OpMode, FrontendBuilder] | None = None,
                  default_mode: OpMode = OpMode.REAL_COM, dsci_port: int | None = None,
-                 run_blocking: Callable[[Callable[[], Any]], Deferred[Any]] | None = None) -> None:
+                 run_blocking: Callable[[Callable[[], Any]], Deferred[Any]] | None = None,
+                 events: EventPublisher | None = None) -> None:
         super().__init__()
+        # The device's events (docs/monitoring.md): every layer publishes here.
+        self.events = events if events is not None else EventPublisher(reactor)
         #: Runs slow file work (reading and parsing the settings file on
         #: SIGHUP) off the reactor thread; default: at once (tests).
         self.run_blocking = run_blocking if run_blocking is not None else maybeDeferred
@@ -198,7 +202,7 @@ class NPortService(service.MultiService):
         self.started_at = reactor.seconds()
         for index, (device, port) in enumerate(zip(devices, config.ports)):
             channel = SerialChannel(index, device, port.serial, reactor, opener,
-                                    packing=port.operating.packing())
+                                    packing=port.operating.packing(), events=self.events)
             ps = PortService(self._context_factory(index), channel, port, self.builders)
             ps.setServiceParent(self)
             self.ports.append(ps)

@@ -49,6 +49,7 @@ from nport_twisted.device.adapter import (
     device_present,
 )
 from nport_twisted.device.locks import DeviceBusy
+from nport_twisted.events import DeviceStateChanged, EventPublisher, ModemLineChanged
 from nport_twisted.device.lines import LineCounters, LineEvents, ModemLines
 from nport_twisted.wire.packing import Packer, PackingConfig
 
@@ -139,7 +140,8 @@ class SerialChannel(service.Service):
                  opener: Opener, packing: PackingConfig | None = None, keep_open: bool = True,
                  ignore_jammed: bool = False, modem_poll_interval: float = 0.1,
                  present: Callable[[str], bool] | None = None,
-                 presence_interval: float = 2.0) -> None:
+                 presence_interval: float = 2.0,
+                 events: EventPublisher | None = None) -> None:
         self.index = index
         self.name = f"port{index + 1}"
         self.device = device
@@ -179,6 +181,8 @@ class SerialChannel(service.Service):
         self._presence_loop: LoopingCall | None = None
         self._seen_present: bool | None = None
         self._listeners: list[Callable[[], None]] = []
+        # Modem-line and device events for Auto Warning, syslog and the monitor.
+        self.events = events if events is not None else EventPublisher(clock)
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -325,6 +329,7 @@ class SerialChannel(service.Service):
                        bytesize=self.actual_settings.bytesize,
                        parity=self.actual_settings.parity.value, stopbits=self.actual_settings.stopbits)
         self._broadcast(lambda s: s.device_state_changed(True))
+        self.events.publish(DeviceStateChanged(self.index + 1, self.device, True))
         self._changed()
 
     def _open_failed(self, error: Exception) -> None:
@@ -393,6 +398,7 @@ class SerialChannel(service.Service):
             self._missing_logged = True
             self._schedule_retry()
         self._broadcast(lambda s: s.device_state_changed(False))
+        self.events.publish(DeviceStateChanged(self.index + 1, self.device, False))
         self._changed()
         if closing is not None and self._wanted() and self._retry is None:
             self._try_open()  # a holder arrived while the close was in progress
@@ -690,6 +696,10 @@ class SerialChannel(service.Service):
             if new is not None and new != self.modem:
                 old, self.modem = self.modem, new
                 self._broadcast(lambda s: s.modem_lines_changed(old, new))
+                for line in ("dcd", "dsr", "cts", "ri"):
+                    if getattr(old, line) != getattr(new, line):
+                        self.events.publish(ModemLineChanged(self.index + 1, line,
+                                                             bool(getattr(new, line))))
         if self._counters is not None:
             counters = handle.control.line_counters()
             if counters is not None and counters != self._counters:
