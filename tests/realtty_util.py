@@ -103,6 +103,7 @@ class Harness:
         self.port = RealComPort(ctx)
         self.commands: list[list[bytes]] = []
         self.listening = True
+        self.hold = False  # True: connection attempts stay pending
         self._listen()
         self._completer = ConnectionCompleter(self.reactor)
         self.pumps: list[IOPump] = []
@@ -172,7 +173,9 @@ class Harness:
         """Complete connects, move TCP bytes and pty bytes until nothing moves."""
         for _ in range(10000):
             moved = False
-            if self.listening:
+            if self.hold:
+                pass
+            elif self.listening:
                 pump = self._completer.succeedOnce()
                 if pump is not None:
                     self.pumps.append(pump)

@@ -200,6 +200,59 @@ class TermiosTests(_RelayTestCase):
         self.assertTrue(h.relay.pty.read_termios().extproc)
 
 
+class EarlyEventTests(_RelayTestCase):
+    """What happens before the connection is up."""
+
+    def test_open_time_flush_dropped(self) -> None:
+        """A tcflush before the connection (pyserial flushes at open) sends no late FLUSH."""
+        h = self.harness()
+        h.hold = True
+        fd = h.app_open()
+        h.advance(0.2)
+        termios.tcflush(fd, termios.TCIOFLUSH)
+        os.write(fd, b"early")
+        h.hold = False
+        h.until(lambda: h.relay.state is RelayState.OPEN)
+        h.advance(0.05)
+        self.assertEqual(h.sent(), default_open_bytes())
+        self.assertEqual(bytes(h.device.log), b"early")
+
+    def test_reopen_adopts_pending_open(self) -> None:
+        """Closed and reopened while connecting: the open in flight is used, no second connection."""
+        h = self.harness()
+        h.hold = True
+        fd = h.app_open()
+        h.advance(0.2)
+        h.app_close(fd)
+        h.advance(0.2)
+        self.assertIs(h.relay.state, RelayState.IDLE)
+        fd = h.app_open()
+        h.advance(0.2)
+        self.assertIs(h.relay.state, RelayState.CONNECTING)
+        h.hold = False
+        h.until(lambda: h.relay.state is RelayState.OPEN)
+        self.assertEqual(len(h.commands), 1)
+        h.app_raw(fd)
+        h.advance(0.02)
+        os.write(fd, b"one")
+        h.advance(0.05)
+        self.assertEqual(bytes(h.device.log), b"one")
+
+    def test_abandoned_open_closed(self) -> None:
+        """Closed while connecting and not reopened: the open that completes later is closed."""
+        h = self.harness()
+        h.hold = True
+        fd = h.app_open()
+        h.advance(0.2)
+        h.app_close(fd)
+        h.advance(0.2)
+        h.hold = False
+        h.advance(2.0)
+        self.assertIs(h.relay.state, RelayState.IDLE)
+        self.assertFalse(h.relay.client.connected)
+        self.assertTrue(all(p.server.transport.disconnected for p in h.pumps))  # type: ignore[union-attr]
+
+
 class DataTests(_RelayTestCase):
     """Bytes both ways, flow control, breaks and modem lines."""
 

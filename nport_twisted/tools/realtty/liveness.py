@@ -116,11 +116,12 @@ class ServerPoll:
         """The datagram to send now, if one is due."""
         if not self.running or now < self.next_send:
             return None
+        setup = min(SETUP_INTERVAL, self.interval)  # a short T must not expire during set-up
         if self.device_id is None:
-            self.next_send = now + SETUP_INTERVAL
+            self.next_send = now + setup
             return dsci.encode_search_request()
         if self.dsci_version is None:
-            self.next_send = now + SETUP_INTERVAL
+            self.next_send = now + setup
             return dsci.encode_request(dsci.OP_KERNEL_INFO, 0, self.device_id)
         self.next_send = now + self.interval
         txid = int(now) & 0xFFFFFFFF  # npreal2d: the host's uptime in seconds
@@ -144,6 +145,7 @@ class ServerPoll:
             self.device_id = reply.device_id
             self.dsci_version = None
             self.activity(now)
+            self.next_send = now  # kernel info at once (npreal2d waits out the 5 s)
             return None
         if op == dsci.OP_KERNEL_INFO and self.device_id is not None:
             try:

@@ -394,8 +394,8 @@ class PortRelay:
         self._cancel_retry()
         self._discard_input(why)
         self._set_state(_Inputs.tty_closed)
-        if self.client.connected or self.client.state != "closed":
-            self.client.abort()
+        if self._busy is None and (self.client.connected or self.client.state != "closed"):
+            self.client.abort()  # (an open in flight is closed when it ends: _close_abandoned)
 
     def _discard_input(self, why: str) -> None:
         """Read and drop what the application wrote (it closed the tty while disconnected)."""
@@ -412,8 +412,8 @@ class PortRelay:
 
     def _connect(self) -> None:
         self._retry = None
-        if self.state is not RelayState.CONNECTING:
-            return
+        if self.state is not RelayState.CONNECTING or self._busy is not None:
+            return  # busy: an abandoned open or a close still running; _after_busy goes on
         settings = self._current_settings()
         self._wanted = settings
         try:
@@ -429,7 +429,7 @@ class PortRelay:
         self._busy = None
         self.stats.connects += 1
         if self.state is not RelayState.CONNECTING:
-            self.client.close()
+            self._close_abandoned()
             return
         s = self.client.settings
         self._log.info("{link}: connected to {server}: {baud} {fmt}", link=self.config.link,
@@ -460,6 +460,7 @@ class PortRelay:
         self._busy = None
         self.stats.last_error = f.getErrorMessage()
         if self.state is not RelayState.CONNECTING:
+            self._after_busy()
             return
         if self.config.while_disconnected is WhileDisconnected.FAIL:
             self._log.warn("{link}: cannot reach {server} ({error}); hanging up the tty",
@@ -475,6 +476,26 @@ class PortRelay:
                        error=f.getErrorMessage(), s=delay)
         self._retry = self._reactor.callLater(delay, self._connect)
         self._changed()
+
+    def _close_abandoned(self) -> None:
+        """An open or recovery that finished after the tty was closed: close it again."""
+        if self.state is RelayState.STOPPED:
+            self.client.abort()
+            return
+        self._busy = d = self.client.close()
+        d.addErrback(self._log_failure, "close")
+        d.addBoth(lambda _: self._after_busy())
+
+    def _after_busy(self) -> None:
+        """The client is free again: go on with what happened meanwhile."""
+        self._busy = None
+        if self.state is RelayState.STOPPED:
+            return
+        if self.state is RelayState.CONNECTING and self._retry is None:
+            self._connect()
+        elif self.state is RelayState.RECONNECTING and self._retry is None:
+            self._recover()
+        self._check_tty()
 
     def _next_delay(self) -> float:
         delay: float = min(FIRST_RETRY * 2.0 ** min(self._attempt, 30), self.config.reconnect_max)
@@ -502,11 +523,32 @@ class PortRelay:
                 pass  # one already registered (a TLS wrapper re-using it)
         self._tcp_paused_by.discard("tty closed")
         self._update_tcp_reading()
+        self._catch_up()
         self._update_reading()
         self._check_termios()
         if (self.dtr, self.rts) != (self.client.dtr, self.client.rts):
             self._send(self.client.set_lines(self.dtr, self.rts), "LINECTRL")
         self._changed()
+
+    def _catch_up(self) -> None:
+        """
+        What the application did before the connection was up: its writes
+        go out in order; its tcflush()es are dropped — they discarded
+        queues the device did not have yet (pyserial flushes at every open,
+        and a late FLUSH would throw away the device's first bytes).
+        """
+        if not self.tty_open:
+            return
+        seen_data = False
+        for chunk in self.master.drain_input(limit=65536):
+            status, data = split_packet(chunk)
+            if status is not None and not seen_data:
+                events = decode_status(status)
+                self._status(PacketEvents(stop=events.stop, start=events.start,
+                                          termios_changed=events.termios_changed))
+                continue
+            seen_data = seen_data or bool(data)
+            self._packet(chunk)
 
     def _update_reading(self) -> None:
         want = (self.state is RelayState.OPEN and self.tty_open and not self._tcp_is_full)
@@ -568,7 +610,7 @@ class PortRelay:
 
     def _recover(self) -> None:
         self._retry = None
-        if self.state is not RelayState.RECONNECTING:
+        if self.state is not RelayState.RECONNECTING or self._busy is not None:
             return
         try:
             self._busy = d = self.client.recover()
@@ -581,7 +623,7 @@ class PortRelay:
         self._busy = None
         self.stats.reconnects += 1
         if self.state is not RelayState.RECONNECTING:
-            self.client.close()
+            self._close_abandoned()
             return
         self._log.info("{link}: reconnected to {server}", link=self.config.link,
                        server=self.config.server)
@@ -593,6 +635,7 @@ class PortRelay:
         self._busy = None
         self.stats.last_error = f.getErrorMessage()
         if self.state is not RelayState.RECONNECTING:
+            self._after_busy()
             return
         delay = self._next_delay()
         if self._orphan_expired(delay):
@@ -617,7 +660,7 @@ class PortRelay:
                             error=e)
         self.watcher.watch(self.pty.slave_path)
         self._set_state(_Inputs.hung_up)
-        if self.client.connected or self.client.state != "closed":
+        if self._busy is None and (self.client.connected or self.client.state != "closed"):
             self.client.abort()
 
     def reset_connection(self, reason: str) -> None:
