@@ -54,6 +54,7 @@ import selectors
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,6 +181,7 @@ class Server:
         self.popen: list[subprocess.Popen[Any]] = []
         self.logs: list[str] = []
         self.data_ports: list[int] = []  # TCP port of pty i
+        self.data_hosts: list[str] = []  # the address it listens on
         self.command_ports: list[int] = []  # Real COM only
 
     @property
@@ -246,42 +248,87 @@ def twistd_command() -> list[str]:
             "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"]
 
 
+def _tap_source(root: str) -> str:
+    try:
+        with open(os.path.join(root, "nport_twisted", "tap.py")) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def _root_ports(root: str) -> tuple[Callable[[int], int], Callable[[int], int], int]:
+    """(Real COM data port, command port, ports per identity) of the nport-twisted in C{root}."""
+    box = "opt_box" in _tap_source(root)
+    from nport_twisted.config.settings import realcom_command_port, realcom_data_port
+
+    return realcom_data_port, realcom_command_port, (32 if box else 16)
+
+
+#: Loopback addresses of the identities of one process (each identity on its own address).
+BOX_HOSTS = ["127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4"]
+
+
 class NPortServer(Server):
-    """nport-twisted: ``twistd -n nport`` per group of at most 16 ports."""
+    """
+    nport-twisted: ``twistd -n nport``.  A version with ``--box`` serves up
+    to 32 ports per identity and every identity in one process (each on its
+    own loopback address); an older one 16 ports per process, as many
+    processes as needed.
+    """
 
     def __init__(self, procs: Processes, workdir: str, paths: list[str], mode: str,
-                 taken: set[int], root: str = REPO_ROOT, reactor: str | None = None) -> None:
+                 taken: set[int], root: str = REPO_ROOT, reactor: str | None = None,
+                 consoles: bool = False) -> None:
         super().__init__(procs, workdir)
         self.label = f"nport-twisted ({mode}{', ' + root if root != REPO_ROOT else ''})"
+        self.mode = mode
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.pop("TWISTED_REACTOR", None)
-        from nport_twisted.config.models import MAX_PORTS  # ports one process can present (16)
-
-        groups = [paths[i:i + MAX_PORTS] for i in range(0, len(paths), MAX_PORTS)]
-        for g, group in enumerate(groups):
-            k = len(group)
+        source = _tap_source(root)
+        boxes_ok = "opt_box" in source
+        data_port, command_port, per_box = _root_ports(root)
+        groups = [paths[i:i + per_box] for i in range(0, len(paths), per_box)]
+        per_process = [groups] if boxes_ok else [[g] for g in groups]
+        self.data_hosts: list[str] = []
+        for p_index, boxes in enumerate(per_process):
+            k = max(len(g) for g in boxes)
 
             def needed(off: int, k: int = k) -> list[tuple[int, int]]:
-                tcp = [23, 80, 443, 4900, *range(950, 950 + k), *range(966, 966 + k),
-                       *range(4001, 4001 + k)]
+                tcp = [23, 80, 443, 4900, *(data_port(i) for i in range(k)),
+                       *(command_port(i) for i in range(k)), *range(4001, 4001 + k)]
                 return [(off + p, socket.SOCK_STREAM) for p in tcp] + [
                     (off + 4800, socket.SOCK_DGRAM), (off + 4000, socket.SOCK_DGRAM)]
 
             offset = free_base(needed, taken, 20000, 27000)
-            if mode == "tcp-server":
-                self.data_ports += [offset + 4001 + i for i in range(k)]
-            else:
-                self.data_ports += [offset + 950 + i for i in range(k)]
-                self.command_ports += [offset + 966 + i for i in range(k)]
-            d = os.path.join(workdir, f"nport-{mode}-{len(paths)}-{g}-{offset}")
+            d = os.path.join(workdir, f"nport-{mode}-{len(paths)}-{p_index}-{offset}")
             os.makedirs(d, exist_ok=True)
-            logfile = os.path.join(d, "twistd.log")
-            self.logs.append(logfile)
             argv = [*twistd_command(), *(["--reactor", reactor] if reactor else []), "-n",
-                    "--pidfile=", f"--logfile={logfile}", "nport",
-                    "--ports", ",".join(group), "--mode", mode, "--port-offset", str(offset),
-                    "--interface", LOOPBACK]
+                    "--pidfile=", f"--logfile={os.path.join(d, 'twistd.log')}", "nport",
+                    "--mode", mode, "--port-offset", str(offset)]
+            if not consoles:
+                argv += ["--http-port", "0"]
+                if "telnet-port" in source:
+                    argv += ["--telnet-port", "0"]
+            for b, group in enumerate(boxes):
+                host = BOX_HOSTS[b]
+                if mode == "tcp-server" or mode == "rfc2217":
+                    self.data_ports += [offset + 4001 + i for i in range(len(group))]
+                else:
+                    self.data_ports += [offset + data_port(i) for i in range(len(group))]
+                    self.command_ports += [offset + command_port(i) for i in range(len(group))]
+                self.data_hosts += [host] * len(group)
+                if len(boxes) == 1:
+                    argv += ["--ports", ",".join(group), "--interface", host]
+                    continue
+                conf = os.path.join(d, f"box{b + 1}.ini")
+                with open(conf, "w") as f:  # each identity its own MAC (documentation range)
+                    f.write(f"[identity]\nmac = 02:00:00:00:00:{b + 1:02x}\n")
+                if b == 0:
+                    argv += ["--ports", ",".join(group), "--interface", host, "--config", conf]
+                else:
+                    argv += ["--box", f"ports={','.join(group)};interface={host};config={conf}"]
+            self.logs.append(os.path.join(d, "twistd.log"))
             with open(os.path.join(d, "twistd.out"), "wb") as out:
                 self.logs.append(out.name)
                 self.popen.append(procs.start(argv, cwd=d, env=env, stdin=subprocess.DEVNULL,
@@ -299,7 +346,8 @@ class Ser2netServer(Server):
         base = free_base(lambda b: [(b + i, socket.SOCK_STREAM) for i in range(n)], taken,
                          30000, 39000)
         self.data_ports = [base + i for i in range(n)]
-        d = os.path.join(workdir, f"ser2net-{'on' if chardelay else 'off'}-{n}")
+        self.data_hosts = [LOOPBACK] * n
+        d = os.path.join(workdir, f"ser2net-{'on' if chardelay else 'off'}-{n}-{base}")
         os.makedirs(d, exist_ok=True)
         conf = os.path.join(d, "ser2net.yaml")
         with open(conf, "w") as f:
@@ -310,6 +358,36 @@ class Ser2netServer(Server):
         with open(out, "wb") as o:
             self.popen.append(procs.start(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=o,
                                           stderr=subprocess.STDOUT))
+
+
+class SocatServer(Server):
+    """
+    socat, one process per port: ``TCP4-LISTEN`` (TCP_NODELAY) to the pty in
+    raw mode, one connection (no fork), so every byte it relays is counted
+    in that process.  ``-b4096``: with socat's default 8 KiB transfer
+    buffer its blocking 8 KiB writes to the pty stall against the echo
+    device (the pty holds about 4 KiB each way) and the throughput test
+    hangs; 4 KiB never blocks and is socat at its fastest here.
+    """
+
+    def __init__(self, procs: Processes, workdir: str, paths: list[str], taken: set[int]) -> None:
+        super().__init__(procs, workdir)
+        self.label = "socat"
+        n = len(paths)
+        base = free_base(lambda b: [(b + i, socket.SOCK_STREAM) for i in range(n)], taken,
+                         40000, 49000)
+        self.data_ports = [base + i for i in range(n)]
+        self.data_hosts = [LOOPBACK] * n
+        d = os.path.join(workdir, f"socat-{n}-{base}")
+        os.makedirs(d, exist_ok=True)
+        out = os.path.join(d, "socat.out")
+        self.logs.append(out)
+        with open(out, "wb") as o:
+            for port, path in zip(self.data_ports, paths):
+                argv = ["socat", "-b4096", f"TCP4-LISTEN:{port},bind={LOOPBACK},reuseaddr,nodelay",
+                        f"FILE:{path},raw,echo=0,b921600"]
+                self.popen.append(procs.start(argv, cwd=d, stdin=subprocess.DEVNULL, stdout=o,
+                                              stderr=subprocess.STDOUT))
 
 
 def ser2net_yaml(paths: list[str], ports: list[int], chardelay: bool, nodelay: bool = True,
@@ -363,7 +441,7 @@ class EchoDevice:
 # --- plain socket clients ---------------------------------------------------------------------
 
 
-def connect(port: int, timeout: float = 15.0) -> socket.socket:
+def connect(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> socket.socket:
     """
     Connect to a raw port and check the path end to end with a 1-byte echo;
     retry while the server refuses (a previous client still attached) or
@@ -373,7 +451,7 @@ def connect(port: int, timeout: float = 15.0) -> socket.socket:
     last = "no attempt"
     while time.monotonic() < deadline:
         try:
-            s = socket.create_connection((LOOPBACK, port), timeout=2)
+            s = socket.create_connection((host, port), timeout=2)
         except OSError as e:
             last = str(e)
             time.sleep(0.1)
@@ -441,7 +519,8 @@ def rtt_batch(s: socket.socket, count: int, size: int = 1) -> list[float]:
 
 def rtt_stats(samples: list[float]) -> dict[str, Any]:
     return {"count": len(samples), "median_us": percentile(samples, 50),
-            "p99_us": percentile(samples, 99), "max_us": max(samples) if samples else None}
+            "p99_us": percentile(samples, 99), "p999_us": percentile(samples, 99.9),
+            "max_us": max(samples) if samples else None}
 
 
 def interleaved(keys: list[str], rounds: int, step: Callable[[str], None]) -> None:
@@ -598,16 +677,15 @@ def load_test(socks: list[socket.socket], seconds: float, meter: CpuMeter) -> di
 # --- the Twisted client subprocess (Real COM and raw) ------------------------------------------
 
 
-def twisted_client(procs: Processes, servers: dict[str, Server], kinds: dict[str, str],
+def twisted_client(procs: Processes, targets: list[dict[str, Any]], pids: dict[str, list[int]],
                    tests: dict[str, Any], timeout: float) -> dict[str, dict[str, Any]]:
     """
-    Run twisted_client.py against C{servers} ({name: server}); the server's
-    CPU is summed over the client's BEGIN/END segments.  Returns
-    {name: {test: result}}.
+    Run twisted_client.py against C{targets} (name, kind, data_ports,
+    command_ports, hosts); the CPU of the processes C{pids[name]} is summed
+    over the client's BEGIN/END segments.  Returns {name: {test: result}}.
     """
-    spec = {"host": LOOPBACK, **tests, "targets": [
-        {"name": name, "kind": kinds[name], "data_ports": srv.data_ports,
-         "command_ports": srv.command_ports} for name, srv in servers.items()]}
+    spec = {"host": LOOPBACK, **tests, "targets": targets}
+    servers = {t["name"]: t for t in targets}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO_ROOT, env.get("PYTHONPATH")) if p)
     proc = procs.start([sys.executable, os.path.join(HERE, "twisted_client.py"), json.dumps(spec)],
@@ -615,7 +693,7 @@ def twisted_client(procs: Processes, servers: dict[str, Server], kinds: dict[str
                        env=env)
     assert proc.stdout is not None and proc.stderr is not None
     results: dict[str, dict[str, Any]] = {name: {} for name in servers}
-    meters = {name: CpuMeter(srv.pids) for name, srv in servers.items()}
+    meters = {name: CpuMeter(pids.get(name, [])) for name in servers}
     cpu: dict[tuple[str, str], float] = {}
     wall: dict[tuple[str, str], float] = {}
     deadline = time.monotonic() + timeout
@@ -672,146 +750,248 @@ def twisted_client(procs: Processes, servers: dict[str, Server], kinds: dict[str
 
 # --- the phases ------------------------------------------------------------------------------------
 
-#: Result keys: nport-twisted, ser2net with chardelay off (the reference) and on, and
-#: the --baseline copy of nport-twisted.
-NPORT, S2N_OFF, S2N_ON, BASE = "nport", "ser2net_off", "ser2net_on", "baseline"
-NPORTS = (NPORT, BASE)
+#: Server names.  NPORT_*: nport-twisted in TCP Server, Real COM and RFC 2217 mode;
+#: BASE_*: the same modes of the --baseline copy; S2N_OFF is the reference ser2net
+#: (chardelay off), S2N_ON its default; SOCAT the other reference.
+NPORT, NPORT_RC, NPORT_2217 = "nport", "nport_realcom", "nport_rfc2217"
+BASE, BASE_RC, BASE_2217 = "baseline", "baseline_realcom", "baseline_rfc2217"
+S2N_OFF, S2N_ON, SOCAT = "ser2net_off", "ser2net_on", "socat"
+NPORT_IDLE, BASE_IDLE = "nport_consoles", "baseline_consoles"
+
+#: Servers of the one-port phase: name -> (kind, mode, ports).  The Real COM servers have
+#: three ports: a plain socket on port 1, our Real COM client on port 2 and a plain
+#: socket from the Twisted client process on port 3 (its reference); ser2net (off) a
+#: second port for the Twisted raw client.  *_consoles: only their memory is measured.
+ONE_PORT: dict[str, tuple[str, str, int]] = {
+    NPORT: ("nport", "tcp-server", 1), NPORT_RC: ("nport", "realcom", 3),
+    NPORT_2217: ("nport", "rfc2217", 1), NPORT_IDLE: ("nport", "tcp-server", 1),
+    S2N_OFF: ("ser2net", "off", 2), S2N_ON: ("ser2net", "on", 1), SOCAT: ("socat", "", 1),
+    BASE: ("baseline", "tcp-server", 1), BASE_RC: ("baseline", "realcom", 3),
+    BASE_2217: ("baseline", "rfc2217", 1), BASE_IDLE: ("baseline", "tcp-server", 1),
+}
+#: Plain-socket targets of the one-port phase: round trips on all, throughput (4 KiB
+#: writes of the pseudo-random pattern, which holds 0xFF) on all but RFC 2217, whose
+#: clients must double IAC.
+RTT_TARGETS = [NPORT, NPORT_RC, NPORT_2217, S2N_OFF, S2N_ON, SOCAT, BASE, BASE_RC, BASE_2217]
+TP_TARGETS = [NPORT, NPORT_RC, S2N_OFF, S2N_ON, SOCAT, BASE, BASE_RC]
+#: Twisted client targets: our Real COM client, a plain socket in the same process (on
+#: the same Real COM server), ser2net through a plain Twisted protocol.
+RC_CLIENT, RC_SOCKET, S2N_TW, BASE_RC_CLIENT = "rc_client", "rc_socket", "ser2net_tw", "baseline_rc_client"
+#: Servers of the N-port phase (plain-socket load; Real COM through the Twisted client).
+LOAD_TCP = [NPORT, S2N_OFF, S2N_ON, SOCAT, BASE]
+LOAD_TW = [NPORT_RC, S2N_OFF, BASE_RC]
 
 
-def start_server(name: str, mode: str, cfg: argparse.Namespace, procs: Processes, workdir: str,
-                 paths: list[str], taken: set[int]) -> Server:
-    if name in NPORTS:
+def start_server(name: str, cfg: argparse.Namespace, procs: Processes, workdir: str,
+                 paths: list[str], taken: set[int], mode: str | None = None) -> Server:
+    kind, default_mode, _ = ONE_PORT[name]
+    mode = mode or default_mode
+    if kind in ("nport", "baseline"):
         return NPortServer(procs, workdir, paths, mode, taken,
-                           cfg.baseline if name == BASE else REPO_ROOT, cfg.reactor)
-    return Ser2netServer(procs, workdir, paths, name == S2N_ON, taken, cfg.ser2net_nodelay,
+                           cfg.baseline if kind == "baseline" else REPO_ROOT, cfg.reactor,
+                           consoles=name in (NPORT_IDLE, BASE_IDLE))
+    if kind == "socat":
+        return SocatServer(procs, workdir, paths, taken)
+    return Ser2netServer(procs, workdir, paths, mode == "on", taken, cfg.ser2net_nodelay,
                          cfg.ser2net_bufsize)
 
 
+def wanted(cfg: argparse.Namespace, names: list[str]) -> list[str]:
+    """The servers of C{names} this run measures (--only, --baseline, socat installed)."""
+    out = []
+    for name in names:
+        kind = ONE_PORT[name][0]
+        if kind == "nport" and cfg.only not in (None, "nport"):
+            continue
+        if kind == "baseline" and not cfg.baseline:
+            continue
+        if kind in ("ser2net", "socat") and cfg.only not in (None, "ser2net"):
+            continue
+        if kind == "socat" and not cfg.socat:
+            continue
+        if ONE_PORT[name][1] == "realcom" and not cfg.realcom:
+            continue
+        out.append(name)
+    return out
+
+
+def rotated(names: list[str], r: int) -> list[str]:
+    k = r % len(names) if names else 0
+    return names[k:] + names[:k]
+
+
 def phase_one_port(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice, workdir: str,
-                   names: list[str], taken: set[int], raw: dict[str, Any],
-                   tw: dict[str, Any]) -> None:
+                   taken: set[int], rep: dict[str, Any]) -> None:
     """
-    Every server with one port, all running at once on their own ptys, and
-    measured in turns (round-robin batches), so a busy machine slows them
-    alike: round trips, throughput and CPU per MB, RSS.
+    Every server with one port (Real COM: three), all running at once on
+    their own ptys and measured in turns, C{cfg.repeats} times: round trips,
+    throughput and CPU per MB, RSS; then the Twisted client's round trips and
+    throughput (Real COM client against a plain socket and ser2net).
     """
+    names = wanted(cfg, list(ONE_PORT))
     servers: dict[str, Server] = {}
-    realcom: dict[str, Server] = {}
     paths = iter(echo.paths)
     try:
         for name in names:
-            servers[name] = start_server(name, "tcp-server", cfg, procs, workdir, [next(paths)], taken)
-        if cfg.realcom:
-            for name in names:
-                if name in NPORTS:
-                    realcom[name] = start_server(name, "realcom", cfg, procs, workdir,
-                                                 [next(paths)], taken)
-        for srv in [*servers.values(), *realcom.values()]:
+            servers[name] = start_server(name, cfg, procs, workdir,
+                                         [next(paths) for _ in range(ONE_PORT[name][2])], taken)
+        for srv in servers.values():
             srv.wait_ready()
-        log(f"one port each, measured in turns: {', '.join(servers)}"
-            + (f" + Real COM {', '.join(realcom)}" if realcom else ""))
-        socks = {name: connect(srv.data_ports[0]) for name, srv in servers.items()}
+        rtt_names = [n for n in RTT_TARGETS if n in servers]
+        tp_names = [n for n in TP_TARGETS if n in servers]
+        log(f"one port each, measured in turns, {cfg.repeats} repeats: {', '.join(rtt_names)}")
+        socks = {n: connect(servers[n].data_ports[0], servers[n].data_hosts[0]) for n in servers}
         try:
-            for name, srv in servers.items():
-                raw[name]["rss_1_kib"] = srv.rss_kib()
-            keys = list(servers)
-            samples: dict[str, list[float]] = {k: [] for k in keys}
-            for k in keys:
+            for n, srv in servers.items():
+                rep["rss_1_kib"][n] = [srv.rss_kib()]
+            for k in rtt_names:
                 rtt_batch(socks[k], 50)  # warm-up
-            batch = 100
-            interleaved(keys, math.ceil(cfg.rtt_count / batch),
-                        lambda k: samples[k].extend(rtt_batch(socks[k], batch)))
-            big: dict[str, list[float]] = {k: [] for k in keys}
-            interleaved(keys, max(2, cfg.rtt_count // 200),
-                        lambda k: big[k].extend(rtt_batch(socks[k], 10, BIG_WRITE)))
-            slices: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
-            rounds = max(1, round(cfg.tp_seconds))
-            interleaved(keys, rounds, lambda k: slices[k].append(
-                throughput_test(socks[k], cfg.tp_seconds / rounds, CpuMeter(servers[k].pids))))
-            for k in keys:
-                raw[k]["rtt"] = rtt_stats(samples[k])
-                raw[k]["rtt_big"] = rtt_stats(big[k])
-                raw[k]["tp"] = tp_total(slices[k])
-                r, t = raw[k]["rtt"], raw[k]["tp"]
-                log(f"  {k}: RTT median {r['median_us']:.0f} us, p99 {r['p99_us']:.0f} us; "
-                    f"{BIG_WRITE} B RTT median {raw[k]['rtt_big']['median_us'] / 1000:.2f} ms; "
-                    f"{t['mb_per_s']:.2f} MB/s, {fmt(t['cpu_s_per_mb'], 3)} CPU s/MB, "
-                    f"lost {t['bytes_lost']}, RSS {raw[k]['rss_1_kib'] / 1024:.1f} MiB")
+            for r in range(cfg.repeats):
+                samples: dict[str, list[float]] = {k: [] for k in rtt_names}
+                batch = 100
+                for rnd in range(math.ceil(cfg.rtt_count / batch)):
+                    for k in rotated(rtt_names, r + rnd):
+                        samples[k].extend(rtt_batch(socks[k], batch))
+                big: dict[str, list[float]] = {k: [] for k in rtt_names if k != NPORT_2217}
+                for rnd in range(max(2, cfg.rtt_count // 200)):
+                    for k in rotated(list(big), r + rnd):
+                        big[k].extend(rtt_batch(socks[k], 10, BIG_WRITE))
+                slices: dict[str, list[dict[str, Any]]] = {k: [] for k in tp_names}
+                rounds = max(1, round(cfg.tp_seconds))
+                for rnd in range(rounds):
+                    for k in rotated(tp_names, r + rnd):
+                        slices[k].append(throughput_test(socks[k], cfg.tp_seconds / rounds,
+                                                         CpuMeter(servers[k].pids)))
+                for k in rtt_names:
+                    rep["rtt"].setdefault(k, []).append(rtt_stats(samples[k]))
+                for k in big:
+                    rep["rtt_big"].setdefault(k, []).append(rtt_stats(big[k]))
+                for k in tp_names:
+                    rep["tp"].setdefault(k, []).append(tp_total(slices[k]))
+                for k in rtt_names:
+                    x = rep["rtt"][k][-1]
+                    t = rep["tp"].get(k, [{}])[-1]
+                    log(f"  [{r + 1}/{cfg.repeats}] {k}: RTT median {x['median_us']:.0f} us, p99 "
+                        f"{x['p99_us']:.0f}, p99.9 {x['p999_us']:.0f}"
+                        + (f"; {t['mb_per_s']:.2f} MB/s, {fmt(t['cpu_s_per_mb'], 4)} CPU s/MB"
+                           if t else ""))
+                for k in servers:
+                    rep["rss_1_kib"][k].append(servers[k].rss_kib())
         finally:
             for s in socks.values():
                 s.close()
-        if cfg.realcom:
-            tw_servers = {k: realcom.get(k, v) for k, v in servers.items()}
-            kinds = {k: "realcom" if k in NPORTS else "raw" for k in tw_servers}
-            log(f"Twisted client, in turns: {', '.join(tw_servers)}")
-            res = twisted_client(procs, tw_servers, kinds, {
-                "tests": ["rtt", "tp"], "rtt_count": cfg.rtt_count, "rtt_batch": 100,
-                "tp_seconds": cfg.tp_seconds, "tp_rounds": max(1, round(cfg.tp_seconds))},
-                tw_timeout(cfg))
-            for k, v in res.items():
-                tw[k].update(v)
-                log_tw(k, v)
+        targets: list[dict[str, Any]] = []
+        pids: dict[str, list[int]] = {}
+
+        def add(name: str, srv_name: str, kind: str, i: int) -> None:
+            if srv_name in servers and len(servers[srv_name].data_ports) > i:
+                srv = servers[srv_name]
+                targets.append({"name": name, "kind": kind, "data_ports": [srv.data_ports[i]],
+                                "command_ports": srv.command_ports[i:i + 1],
+                                "hosts": [srv.data_hosts[i]]})
+                pids[name] = srv.pids
+
+        add(RC_CLIENT, NPORT_RC, "realcom", 1)
+        add(RC_SOCKET, NPORT_RC, "socket", 2)
+        add(S2N_TW, S2N_OFF, "raw", 1)
+        add(BASE_RC_CLIENT, BASE_RC, "realcom", 1)
+        if targets and cfg.realcom:
+            for r in range(cfg.repeats):
+                log(f"Twisted client [{r + 1}/{cfg.repeats}], in turns: "
+                    f"{', '.join(t['name'] for t in targets)}")
+                res = twisted_client(procs, targets, pids, {
+                    "tests": ["rtt", "tp"], "rtt_count": cfg.rtt_count, "rtt_batch": 100,
+                    "tp_seconds": cfg.tp_seconds, "tp_rounds": max(1, round(cfg.tp_seconds)),
+                    "rotate": r}, tw_timeout(cfg))
+                for k, v in res.items():
+                    for test, figures in v.items():
+                        rep["tw_" + test].setdefault(k, []).append(figures)
+                    log_tw(k, v)
     finally:
-        for srv in [*servers.values(), *realcom.values()]:
+        for srv in servers.values():
             srv.stop()
 
 
 def phase_many_ports(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice, workdir: str,
-                     name: str, taken: set[int], raw: dict[str, Any], tw: dict[str, Any]) -> None:
-    """One server at a time with N ports: RSS, then the paced load (plain sockets, then Twisted)."""
-    paths = echo.paths[:cfg.ports]
-    srv = start_server(name, "tcp-server", cfg, procs, workdir, paths, taken)
+                     taken: set[int], rep: dict[str, Any]) -> None:
+    """
+    Every server with N ports, all running at once (the idle ones cost
+    nothing), each connected; RSS and PSS; then the paced load, one server
+    at a time in rotating order, C{cfg.repeats} times.  Then the Real COM
+    servers (and ser2net) under the same load from the Twisted client.
+    """
+    free = iter(echo.paths[cfg.one_port_ptys:])
+    names = wanted(cfg, LOAD_TCP)
+    servers: dict[str, Server] = {}
     try:
-        srv.wait_ready()
-        socks: list[socket.socket] = []
+        for name in names:
+            servers[name] = start_server(name, cfg, procs, workdir,
+                                         [next(free) for _ in range(cfg.ports)], taken)
+        for srv in servers.values():
+            srv.wait_ready(60)
+        socks: dict[str, list[socket.socket]] = {}
         try:
-            for port in srv.data_ports:
-                socks.append(connect(port))
-            raw["rss_n_kib"] = srv.rss_kib()
-            raw["pss_n_kib"] = srv.pss_kib()
-            log(f"{name}: {len(socks)} ports connected ({len(srv.pids)} process(es)), "
-                f"RSS {raw['rss_n_kib'] / 1024:.1f} MiB; load for {cfg.duration:g} s")
-            r = raw["load"] = load_test(socks, cfg.duration, CpuMeter(srv.pids))
-            raw["rss_n_after_kib"] = srv.rss_kib()
-            raw["hwm_n_kib"] = srv.hwm_kib()
-            log(f"  CPU {r['cpu_percent']:.1f} %, latency median {fmt(r['lat_median_ms'], 2)} ms "
-                f"p99 {fmt(r['lat_p99_ms'], 2)} ms, lost {r['bytes_lost']}, "
-                f"corrupt {r['bytes_corrupt']}, {r['rate_per_port']:.0f} B/s per port")
+            for name, srv in servers.items():
+                socks[name] = [connect(p, h) for p, h in zip(srv.data_ports, srv.data_hosts)]
+                rep["rss_n_kib"][name] = [srv.rss_kib()]
+                rep["pss_n_kib"][name] = [srv.pss_kib()]
+                rep["processes_n"][name] = [len(srv.pids)]
+                log(f"{name}: {cfg.ports} ports connected ({len(srv.pids)} process(es)), RSS "
+                    f"{rep['rss_n_kib'][name][0] / 1024:.1f} MiB, PSS "
+                    f"{rep['pss_n_kib'][name][0] / 1024:.1f} MiB")
+            for r in range(cfg.repeats):
+                for name in rotated(names, r):
+                    res = load_test(socks[name], cfg.duration, CpuMeter(servers[name].pids))
+                    rep["load"].setdefault(name, []).append(res)
+                    rep["rss_n_kib"][name].append(servers[name].rss_kib())
+                    log(f"  [{r + 1}/{cfg.repeats}] {name}: load CPU {res['cpu_percent']:.1f} %, "
+                        f"latency median {fmt(res['lat_median_ms'], 2)} ms p99 "
+                        f"{fmt(res['lat_p99_ms'], 2)} ms, lost {res['bytes_lost']}, "
+                        f"altered {res['bytes_corrupt']}")
         finally:
-            for s in socks:
-                s.close()
-        if cfg.realcom and name not in NPORTS:
-            log(f"{name}: {cfg.ports} ports, Twisted raw client, load for {cfg.duration:g} s")
-            res = twisted_client(procs, {name: srv}, {name: "raw"},
-                                 {"tests": ["load"], "load_seconds": cfg.duration}, tw_timeout(cfg))
-            tw.update(res[name])
-            log_tw(name, res[name])
+            for sl in socks.values():
+                for s in sl:
+                    s.close()
+        for name in [n for n in names if n != S2N_OFF]:
+            servers.pop(name).stop()
+        if not cfg.realcom:
+            return
+        tw_names = wanted(cfg, LOAD_TW)
+        for name in tw_names:
+            if name not in servers:
+                servers[name] = start_server(name, cfg, procs, workdir,
+                                             [next(free) for _ in range(cfg.ports)], taken)
+        for srv in servers.values():
+            srv.wait_ready(60)
+        targets = [{"name": n, "kind": "realcom" if ONE_PORT[n][1] == "realcom" else "raw",
+                    "data_ports": servers[n].data_ports, "command_ports": servers[n].command_ports,
+                    "hosts": servers[n].data_hosts} for n in tw_names]
+        pids = {n: servers[n].pids for n in tw_names}
+        for r in range(cfg.repeats):
+            log(f"Twisted client load [{r + 1}/{cfg.repeats}]: {', '.join(tw_names)}")
+            res = twisted_client(procs, targets, pids, {"tests": ["load"],
+                                                        "load_seconds": cfg.duration,
+                                                        "rotate": r}, tw_timeout(cfg))
+            for k, v in res.items():
+                rep["tw_load"].setdefault(k, []).append(v["load"])
+                log_tw(k, v)
     finally:
-        srv.stop()
-    if cfg.realcom and name in NPORTS:
-        srv = start_server(name, "realcom", cfg, procs, workdir, paths, taken)
-        try:
-            srv.wait_ready()
-            log(f"{name} Real COM: {cfg.ports} ports ({len(srv.pids)} process(es)), our Real COM "
-                f"client, load for {cfg.duration:g} s")
-            res = twisted_client(procs, {name: srv}, {name: "realcom"},
-                                 {"tests": ["load"], "load_seconds": cfg.duration}, tw_timeout(cfg))
-            tw.update(res[name])
-            log_tw(name, res[name])
-        finally:
+        for srv in servers.values():
             srv.stop()
 
 
 def tw_timeout(cfg: argparse.Namespace) -> float:
-    return 120 + DRAIN_MAX + 3 * (cfg.duration + cfg.tp_seconds) + cfg.rtt_count * 0.01
+    return 120 + 3 * DRAIN_MAX + 4 * (cfg.duration + cfg.tp_seconds) + cfg.rtt_count * 0.05
 
 
 def log_tw(name: str, res: dict[str, Any]) -> None:
     parts = []
     if "rtt" in res:
-        parts.append(f"RTT median {res['rtt']['median_us']:.0f} us, p99 {res['rtt']['p99_us']:.0f} us")
+        r = res["rtt"]
+        parts.append(f"RTT median {r['median_us']:.0f} us, p99 {r['p99_us']:.0f} us, p99.9 "
+                     f"{fmt(r.get('p999_us'), 0)} us")
     if "tp" in res:
-        parts.append(f"{res['tp']['mb_per_s']:.2f} MB/s, {fmt(res['tp'].get('cpu_s_per_mb'), 3)} "
+        parts.append(f"{res['tp']['mb_per_s']:.2f} MB/s, {fmt(res['tp'].get('cpu_s_per_mb'), 4)} "
                      "CPU s/MB")
     if "load" in res:
         r = res["load"]
@@ -820,7 +1000,7 @@ def log_tw(name: str, res: dict[str, Any]) -> None:
     log(f"  {name} (Twisted client): " + "; ".join(parts))
 
 
-# --- the table ----------------------------------------------------------------------------------
+# --- summaries and the table --------------------------------------------------------------------------
 
 
 def fmt(v: Any, digits: int = 1) -> str:
@@ -833,91 +1013,222 @@ def fmt(v: Any, digits: int = 1) -> str:
     return f"{v:.{digits}f}"
 
 
-def get(d: dict[str, Any] | None, *path: str) -> Any:
-    for key in path:
-        if not isinstance(d, dict) or key not in d:
-            return None
-        d = d[key]
-    return d
+#: Keys summed over repeats (counts of bytes and samples); every other number is the median.
+_SUMMED = ("count", "bytes_sent", "bytes_received", "bytes_lost", "bytes_corrupt", "chunks",
+           "slices")
 
 
-# (label, path into a result, scale, digits, target kind, target text)
-#   kind "le": nport <= ser2net-off; "ge5": nport >= 5x ser2net-off; "le2": nport <= 2x;
-#   "lt50": nport < 50 (absolute); "zero": nport == 0; "": information only
-ROWS_RAW = [
-    ("RTT 1 B, median (us)", ("rtt", "median_us"), 1, 0, "le", "<= ser2net off"),
-    ("RTT 1 B, p99 (us)", ("rtt", "p99_us"), 1, 0, "le", "<= ser2net off"),
-    (f"RTT {BIG_WRITE} B write, median (ms)", ("rtt_big", "median_us"), 1e-3, 2, "", ""),
-    ("echo throughput, 4 KiB writes (MB/s)", ("tp", "mb_per_s"), 1, 2, "ge5", ">= 5x ser2net off"),
-    ("server CPU s per MB echoed", ("tp", "cpu_s_per_mb"), 1, 3, "le2", "<= 2x ser2net off"),
-    ("RSS, 1 port (MiB)", ("rss_1_kib",), 1 / 1024, 1, "", ""),
-    ("RSS, {n} ports (MiB)", ("rss_n_kib",), 1 / 1024, 1, "", ""),
-    ("PSS, {n} ports (MiB)", ("pss_n_kib",), 1 / 1024, 1, "", ""),
-    ("{n} ports x 92 KB/s: server CPU (% of a core)", ("load", "cpu_percent"), 1, 1, "lt50",
-     "< 50 %"),
-    ("{n} ports x 92 KB/s: latency median (ms)", ("load", "lat_median_ms"), 1, 2, "", ""),
-    ("{n} ports x 92 KB/s: latency p99 (ms)", ("load", "lat_p99_ms"), 1, 2, "", ""),
-    ("{n} ports x 92 KB/s: bytes lost (not echoed)", ("load", "bytes_lost"), 1, 0, "zero", "0"),
-    ("{n} ports x 92 KB/s: bytes altered", ("load", "bytes_corrupt"), 1, 0, "zero", "0"),
-]
-ROWS_TW = [r for r in ROWS_RAW if r[1][0] not in ("rss_1_kib", "rss_n_kib", "pss_n_kib", "rtt_big")]
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One figure per key over the repeats: the median (counts: the sum)."""
+    out: dict[str, Any] = {}
+    for key in runs[0] if runs else []:
+        vals = [r[key] for r in runs if isinstance(r.get(key), (int, float))]
+        if not vals:
+            continue
+        out[key] = sum(vals) if key in _SUMMED else statistics.median(vals)
+    return out
 
 
-def value(res: dict[str, Any] | None, path: tuple[str, ...], scale: float) -> Any:
-    v = get(res, *path)
-    if v is not None and scale != 1:
-        v = v * scale
-    return v
+def spread(runs: list[Any] | None, key: str | None, scale: float) -> tuple[float, float, float] | None:
+    """(median, min, max) of one figure over the repeats, or None."""
+    if not runs:
+        return None
+    vals = [(r if key is None else r.get(key)) for r in runs]
+    nums = [v * scale for v in vals if isinstance(v, (int, float))]
+    if not nums:
+        return None
+    return statistics.median(nums), min(nums), max(nums)
 
 
-def judge(kind: str, ours: Any, ref: Any) -> str:
-    if not kind or ours is None:
-        return ""
-    if kind == "lt50":
-        return "yes" if ours < 50 else "NO"
-    if kind == "zero":
-        return "yes" if ours == 0 else "NO"
-    if ref is None:
+def cell(s: tuple[float, float, float] | None, digits: int) -> str:
+    if s is None:
         return "n/a"
-    if kind == "le":
-        return "yes" if ours <= ref else "NO"
-    if kind == "ge5":
-        return "yes" if ours >= 5 * ref else "NO"
-    if kind == "le2":
-        return "yes" if ours <= 2 * ref else "NO"
-    return ""
+    med, lo, hi = s
+    if lo == hi:
+        return fmt(med, digits)
+    return f"{fmt(med, digits)} ({fmt(lo, digits)}–{fmt(hi, digits)})"
 
 
-def table(title: str, cols: list[str], results: list[dict[str, Any] | None],
-          rows: list[Any], n: int, ours_i: int | None, ref_i: int | None,
-          ) -> tuple[str, list[dict[str, Any]]]:
-    """
-    The table; column C{ours_i} (nport-twisted) is judged against column
-    C{ref_i} (ser2net, chardelay off).  Returns the text and the verdicts.
-    """
-    header = ["metric", *cols, "ratio vs ser2net off", "target", "met?"]
-    body: list[list[str]] = []
+# A row: (label, section, our target, key, scale, digits, reference targets of the columns
+# [baseline, ser2net off, ser2net on, socat], judge).  Judges: ("le", (section, target),
+# factor): ours <= factor x that median; ("lt"/"le_abs", limit); ("zero",); None.
+_TCP_REFS = (BASE, S2N_OFF, S2N_ON, SOCAT)
+_RC_REFS = (BASE_RC, S2N_OFF, S2N_ON, SOCAT)
+_2217_REFS = (BASE_2217, S2N_OFF, S2N_ON, SOCAT)
+_TW_REFS = (BASE_RC_CLIENT, S2N_TW, None, None)
+_TWL_REFS = (BASE_RC, S2N_OFF, None, None)
+Row = tuple[str, str, str, str | None, float, int, tuple[str | None, ...], Any]
+
+
+def rows(n: int) -> list[tuple[str, list[Row]]]:
+    s2n = ("le", ("rtt", S2N_OFF), 1.0)
+    return [
+        ("Plain-socket clients (TCP Server, Real COM data port, RFC 2217; ser2net and socat raw TCP)", [
+            ("TCP Server RTT 1 B median (us)", "rtt", NPORT, "median_us", 1, 0, _TCP_REFS, s2n),
+            ("TCP Server RTT 1 B p99 (us)", "rtt", NPORT, "p99_us", 1, 0, _TCP_REFS,
+             ("le", ("rtt", S2N_OFF, "p99_us"), 1.0)),
+            ("TCP Server RTT 1 B p99.9 (us)", "rtt", NPORT, "p999_us", 1, 0, _TCP_REFS, None),
+            ("Real COM RTT 1 B median (us)", "rtt", NPORT_RC, "median_us", 1, 0, _RC_REFS, s2n),
+            ("Real COM RTT 1 B p99 (us)", "rtt", NPORT_RC, "p99_us", 1, 0, _RC_REFS,
+             ("le", ("rtt", S2N_OFF, "p99_us"), 1.0)),
+            ("Real COM RTT 1 B p99.9 (us)", "rtt", NPORT_RC, "p999_us", 1, 0, _RC_REFS, None),
+            ("RFC 2217 RTT 1 B median (us)", "rtt", NPORT_2217, "median_us", 1, 0, _2217_REFS,
+             ("le", ("rtt", NPORT), 1.05)),
+            ("RFC 2217 RTT 1 B p99 (us)", "rtt", NPORT_2217, "p99_us", 1, 0, _2217_REFS,
+             ("le", ("rtt", NPORT, "p99_us"), 1.05)),
+            ("RFC 2217 RTT 1 B p99.9 (us)", "rtt", NPORT_2217, "p999_us", 1, 0, _2217_REFS, None),
+            (f"TCP Server RTT {BIG_WRITE} B median (ms)", "rtt_big", NPORT, "median_us", 1e-3, 2,
+             _TCP_REFS, None),
+            ("TCP Server echo throughput, 4 KiB writes (MB/s)", "tp", NPORT, "mb_per_s", 1, 2,
+             _TCP_REFS, None),
+            ("TCP Server CPU s per MB echoed", "tp", NPORT, "cpu_s_per_mb", 1, 4, _TCP_REFS,
+             ("le", ("tp", SOCAT, "cpu_s_per_mb"), 1.3)),
+            ("Real COM echo throughput (MB/s)", "tp", NPORT_RC, "mb_per_s", 1, 2, _RC_REFS, None),
+            ("Real COM CPU s per MB echoed", "tp", NPORT_RC, "cpu_s_per_mb", 1, 4, _RC_REFS,
+             ("le", ("tp", SOCAT, "cpu_s_per_mb"), 1.3)),
+            ("RSS, 1 port, consoles off (MiB)", "rss_1_kib", NPORT, None, 1 / 1024, 1, _TCP_REFS,
+             ("le_abs", 32)),
+            ("RSS, 1 port, web + telnet consoles on (MiB)", "rss_1_kib", NPORT_IDLE, None,
+             1 / 1024, 1, (BASE_IDLE, None, None, None), None),
+            (f"RSS, {n} ports (MiB)", "rss_n_kib", NPORT, None, 1 / 1024, 1, _TCP_REFS,
+             ("le_abs", 48) if n <= 64 else None),
+            (f"PSS, {n} ports (MiB)", "pss_n_kib", NPORT, None, 1 / 1024, 1, _TCP_REFS, None),
+            (f"processes for {n} ports", "processes_n", NPORT, None, 1, 0, _TCP_REFS, None),
+            (f"{n} ports x 92 KB/s: server CPU (% of a core)", "load", NPORT, "cpu_percent", 1, 1,
+             _TCP_REFS, ("lt", 15)),
+            (f"{n} ports x 92 KB/s: latency median (ms)", "load", NPORT, "lat_median_ms", 1, 2,
+             _TCP_REFS, None),
+            (f"{n} ports x 92 KB/s: latency p99 (ms)", "load", NPORT, "lat_p99_ms", 1, 2,
+             _TCP_REFS, None),
+            (f"{n} ports x 92 KB/s: bytes lost", "load", NPORT, "bytes_lost", 1, 0, _TCP_REFS,
+             ("zero",)),
+            (f"{n} ports x 92 KB/s: bytes altered", "load", NPORT, "bytes_corrupt", 1, 0,
+             _TCP_REFS, ("zero",)),
+        ]),
+        ("Twisted client process: our Real COM client (Real COM mode) against ser2net raw TCP "
+         "(plain Twisted protocol) and a plain socket on the same Real COM server", [
+            ("Real COM client RTT 1 B median (us)", "tw_rtt", RC_CLIENT, "median_us", 1, 0,
+             _TW_REFS, ("le", ("tw_rtt", RC_SOCKET), 1.2)),
+            ("Real COM client RTT 1 B p99 (us)", "tw_rtt", RC_CLIENT, "p99_us", 1, 0, _TW_REFS,
+             ("le", ("tw_rtt", RC_SOCKET, "p99_us"), 1.2)),
+            ("Real COM client RTT 1 B p99.9 (us)", "tw_rtt", RC_CLIENT, "p999_us", 1, 0,
+             _TW_REFS, None),
+            ("  plain socket, same server: RTT median (us)", "tw_rtt", RC_SOCKET, "median_us", 1,
+             0, (None, None, None, None), None),
+            ("  plain socket, same server: RTT p99 (us)", "tw_rtt", RC_SOCKET, "p99_us", 1, 0,
+             (None, None, None, None), None),
+            ("Real COM client echo throughput (MB/s)", "tw_tp", RC_CLIENT, "mb_per_s", 1, 2,
+             _TW_REFS, None),
+            ("Real COM server CPU s per MB echoed", "tw_tp", RC_CLIENT, "cpu_s_per_mb", 1, 4,
+             _TW_REFS, None),
+            (f"Real COM {n} ports x 92 KB/s: server CPU (% of a core)", "tw_load", NPORT_RC,
+             "cpu_percent", 1, 1, _TWL_REFS, ("lt", 15)),
+            (f"Real COM {n} ports x 92 KB/s: latency median (ms)", "tw_load", NPORT_RC,
+             "lat_median_ms", 1, 2, _TWL_REFS, None),
+            (f"Real COM {n} ports x 92 KB/s: latency p99 (ms)", "tw_load", NPORT_RC,
+             "lat_p99_ms", 1, 2, _TWL_REFS, None),
+            (f"Real COM {n} ports x 92 KB/s: bytes lost", "tw_load", NPORT_RC, "bytes_lost", 1,
+             0, _TWL_REFS, ("zero",)),
+            (f"Real COM {n} ports x 92 KB/s: bytes altered", "tw_load", NPORT_RC,
+             "bytes_corrupt", 1, 0, _TWL_REFS, ("zero",)),
+        ]),
+    ]
+
+
+def _ratio(a: tuple[float, float, float] | None, b: tuple[float, float, float] | None) -> str:
+    if a is None or b is None or not b[0]:
+        return "n/a"
+    return f"{a[0] / b[0]:.2f}"
+
+
+def judge_row(rep: dict[str, Any], row: Row, ours: tuple[float, float, float] | None
+              ) -> tuple[str, str]:
+    """(target text, "yes"/"NO"/"n/a"/"") for one row."""
+    spec = row[7]
+    if spec is None:
+        return "", ""
+    kind = spec[0]
+    if kind == "zero":
+        return "0", "" if ours is None else ("yes" if ours[2] == 0 else "NO")
+    if kind in ("lt", "le_abs"):
+        text = f"{'<' if kind == 'lt' else '<='} {spec[1]}"
+        if ours is None:
+            return text, "n/a"
+        return text, "yes" if (ours[0] < spec[1] if kind == "lt" else ours[0] <= spec[1]) else "NO"
+    ref_path, factor = spec[1], spec[2]
+    section, target = ref_path[0], ref_path[1]
+    key = ref_path[2] if len(ref_path) > 2 else row[3]
+    ref = spread(rep[section].get(target), key, row[4])
+    text = f"<= {factor:g}x {target}"
+    if ours is None or ref is None:
+        return text, "n/a"
+    ratio = f" ({ours[0] / ref[0]:.2f})" if ref[0] else ""
+    return text + ratio, "yes" if ours[0] <= factor * ref[0] else "NO"
+
+
+def table(rep: dict[str, Any], n: int) -> tuple[str, list[dict[str, Any]]]:
+    """The tables (markdown) and the verdicts."""
+    header = ["metric", "nport-twisted", "baseline", "ser2net (chardelay off)",
+              "ser2net (chardelay on)", "socat", "x ser2net off", "x socat", "target", "met?"]
+    out: list[str] = []
     verdicts: list[dict[str, Any]] = []
-    for label, path, scale, digits, kind, target in rows:
-        vals = [value(r, path, scale) for r in results]
-        ours = vals[ours_i] if ours_i is not None else None
-        ref = vals[ref_i] if ref_i is not None else None
-        ratio = ours / ref if ours is not None and ref else None
-        met = judge(kind, ours, ref)
-        lab = label.format(n=n)
-        body.append([lab, *[fmt(v, digits) for v in vals],
-                     "n/a" if ratio is None else f"{ratio:.2f}", target, met])
-        if met:
-            verdicts.append({"metric": lab, "nport": ours, "ser2net_off": ref, "target": target,
-                             "met": met == "yes"})
-    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    for title, spec_rows in rows(n):
+        body: list[list[str]] = []
+        for row in spec_rows:
+            label, section, target, key, scale, digits, refs, _ = row
+            ours = spread(rep[section].get(target), key, scale)
+            if ours is None and all(spread(rep[section].get(r), key, scale) is None
+                                    for r in refs if r):
+                continue
+            cols = [spread(rep[section].get(r), key, scale) if r else None for r in refs]
+            text, met = judge_row(rep, row, ours)
+            body.append([label, cell(ours, digits), *(cell(c, digits) if r else ""
+                                                       for c, r in zip(cols, refs)),
+                         _ratio(ours, cols[1]) if refs[1] else "",
+                         _ratio(ours, cols[3]) if refs[3] else "", text, met])
+            if met:
+                verdicts.append({"metric": label, "nport": ours, "target": text,
+                                 "met": met == "yes"})
+        if not body:
+            continue
+        widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
 
-    def line(cells: list[str]) -> str:
-        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
+        def line(cells: list[str]) -> str:
+            return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
 
-    out = [title, "", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += [line(r) for r in body]
+        out += ["", title, "", line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+        out += [line(r) for r in body]
     return "\n".join(out), verdicts
+
+
+def compat(rep: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """
+    The per-server summaries of earlier runners ("raw" and "realcom"
+    sections: rtt, tp, load, RSS), each figure the median of the repeats.
+    """
+    raw: dict[str, Any] = {}
+    realcom: dict[str, Any] = {}
+    for name in set(rep["rtt"]) | set(rep["load"]) | set(rep["rss_1_kib"]):
+        d: dict[str, Any] = {}
+        for test in ("rtt", "rtt_big", "tp", "load"):
+            if rep[test].get(name):
+                d[test] = summary(rep[test][name])
+        for key in ("rss_1_kib", "rss_n_kib", "pss_n_kib"):
+            if rep[key].get(name):
+                d[key] = statistics.median(rep[key][name])
+        raw[name] = d
+    for name, src in ((NPORT, RC_CLIENT), (BASE, BASE_RC_CLIENT), (S2N_OFF, S2N_TW),
+                      (RC_SOCKET, RC_SOCKET)):
+        d = {}
+        for test in ("rtt", "tp"):
+            if rep["tw_" + test].get(src):
+                d[test] = summary(rep["tw_" + test][src])
+        load_src = {NPORT: NPORT_RC, BASE: BASE_RC, S2N_OFF: S2N_OFF}.get(name)
+        if load_src and rep["tw_load"].get(load_src):
+            d["load"] = summary(rep["tw_load"][load_src])
+        if d:
+            realcom[name] = d
+    return raw, realcom
 
 
 def machine() -> dict[str, str]:
@@ -945,6 +1256,13 @@ def machine() -> dict[str, str]:
         out = subprocess.run(["ser2net", "-v"], capture_output=True, text=True, timeout=10,
                              check=False)
         info["ser2net"] = (out.stdout or out.stderr).strip().rsplit(" ", 1)[-1]
+    if shutil.which("socat"):
+        out = subprocess.run(["socat", "-V"], capture_output=True, text=True, timeout=10,
+                             check=False)
+        for line in out.stdout.splitlines():
+            if "socat version" in line:
+                info["socat"] = line.split("version", 1)[1].split()[0]
+                break
     info["loadavg_at_start"] = loadavg()
     return info
 
@@ -965,16 +1283,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true",
                    help="short and noisy, for development: 4 ports, 2 s load, 1 s throughput, "
-                        "200 round trips (explicit options still win)")
+                        "200 round trips, 1 repeat (explicit options still win)")
     p.add_argument("--ports", type=int, default=None, help="ports under load (default 64)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="measure everything this many times, interleaved; tables show the "
+                        "median (min-max) of the repeats (default 3)")
     p.add_argument("--duration", type=float, default=None,
-                   help="seconds of the N-port load (default 30)")
+                   help="seconds of each N-port load (default 20)")
     p.add_argument("--tp-seconds", type=float, default=None,
-                   help="seconds of the throughput test (default 5)")
-    p.add_argument("--rtt-count", type=int, default=None, help="round trips (default 2000)")
-    p.add_argument("--only", choices=("nport", "ser2net"), help="measure one server only")
+                   help="seconds of each throughput test (default 3)")
+    p.add_argument("--rtt-count", type=int, default=None,
+                   help="round trips per target and repeat (default 2000)")
+    p.add_argument("--only", choices=("nport", "ser2net"),
+                   help="measure one side only (ser2net: ser2net and socat)")
     p.add_argument("--no-realcom", dest="realcom", action="store_false",
-                   help="skip the Real COM comparison")
+                   help="skip Real COM mode and the Twisted client")
+    p.add_argument("--no-socat", dest="socat", action="store_false",
+                   help="skip socat (also skipped when socat is not installed)")
     p.add_argument("--ser2net-nagle", dest="ser2net_nodelay", action="store_false",
                    help="leave Nagle on in ser2net (its default); by default the runner gives "
                         "its accepters TCP_NODELAY (tcp(nodelay)) as nport-twisted has")
@@ -989,19 +1314,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", metavar="FILE", help="also write every figure to FILE (JSON)")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     cfg = p.parse_args(argv)
-    quick = {"ports": 4, "duration": 2.0, "tp_seconds": 1.0, "rtt_count": 200}
-    full = {"ports": 64, "duration": 30.0, "tp_seconds": 5.0, "rtt_count": 2000}
+    quick = {"ports": 4, "duration": 2.0, "tp_seconds": 1.0, "rtt_count": 200, "repeats": 1}
+    full = {"ports": 64, "duration": 20.0, "tp_seconds": 3.0, "rtt_count": 2000, "repeats": 3}
     for key, default in (quick if cfg.quick else full).items():
         if getattr(cfg, key) is None:
             setattr(cfg, key, default)
     if cfg.ports < 1:
         p.error("--ports must be at least 1")
+    if cfg.repeats < 1:
+        p.error("--repeats must be at least 1")
+    if cfg.socat and not shutil.which("socat"):
+        log("socat is not installed (Debian: apt-get install socat): no socat column")
+        cfg.socat = False
     return cfg
+
+
+REPEATED = ("rtt", "rtt_big", "tp", "load", "tw_rtt", "tw_tp", "tw_load", "rss_1_kib",
+            "rss_n_kib", "pss_n_kib", "processes_n")
 
 
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
-    want_nport = cfg.only in (None, "nport")
     want_s2n = cfg.only in (None, "ser2net")
     if want_s2n and not shutil.which("ser2net"):
         print("ser2net is not installed. Install it (Debian/Ubuntu: `sudo apt-get install "
@@ -1018,24 +1351,22 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     info = machine()
     log(f"machine: {info}")
-    log(f"config: ports={cfg.ports} duration={cfg.duration}s tp={cfg.tp_seconds}s "
-        f"rtt={cfg.rtt_count} realcom={cfg.realcom}; work directory {workdir}")
+    log(f"config: ports={cfg.ports} repeats={cfg.repeats} duration={cfg.duration}s "
+        f"tp={cfg.tp_seconds}s rtt={cfg.rtt_count} realcom={cfg.realcom} socat={cfg.socat}; "
+        f"work directory {workdir}")
     taken: set[int] = set()
-    results: dict[str, Any] = {"machine": info, "config": vars(cfg).copy()}
-    names = ([NPORT] if want_nport else []) + ([S2N_OFF, S2N_ON] if want_s2n else [])
-    if cfg.baseline:
-        names.append(BASE)
-    raw: dict[str, Any] = {n: {} for n in names}
-    tw: dict[str, Any] = {n: {} for n in names}
-    results["raw"], results["realcom"] = raw, tw
+    rep: dict[str, Any] = {k: {} for k in REPEATED}
+    results: dict[str, Any] = {"machine": info, "config": vars(cfg).copy(), "repeats": rep}
+    cfg.one_port_ptys = sum(ONE_PORT[n][2] for n in wanted(cfg, list(ONE_PORT)))
+    load_servers = len(set(wanted(cfg, LOAD_TCP)) | set(wanted(cfg, LOAD_TW)))
     echo_cpu = CpuMeter([])
     try:
-        echo = EchoDevice(procs, max(cfg.ports, 2 * len(names)))
+        echo = EchoDevice(procs, cfg.one_port_ptys + cfg.ports * load_servers)
         echo_cpu = CpuMeter([echo.pid])
         echo_cpu.start()
-        phase_one_port(cfg, procs, echo, workdir, names, taken, raw, tw)
-        for name in names:
-            phase_many_ports(cfg, procs, echo, workdir, name, taken, raw[name], tw[name])
+        phase_one_port(cfg, procs, echo, workdir, taken, rep)
+        info["loadavg_after_one_port"] = loadavg()
+        phase_many_ports(cfg, procs, echo, workdir, taken, rep)
     except KeyboardInterrupt:
         log("interrupted; stopping every process started")
         procs.stop_all()
@@ -1055,31 +1386,13 @@ def main(argv: list[str] | None = None) -> int:
                          "load_tick": LOAD_TICK, "big_write": BIG_WRITE}
     info["loadavg_at_end"] = loadavg()
     results["echo_device_cpu_percent"] = echo_cpu.percent
-
-    titles = {NPORT: "nport-twisted", S2N_OFF: "ser2net (chardelay off)",
-              S2N_ON: "ser2net (chardelay on)", BASE: "nport-twisted baseline"}
-    keys = names
-    cols = [titles[k] for k in keys]
-    ours_i = keys.index(NPORT) if NPORT in keys else None
-    ref_i = keys.index(S2N_OFF) if S2N_OFF in keys else None
-    text1, v1 = table(f"TCP (nport-twisted TCP Server mode vs ser2net raw TCP), plain-socket "
-                      f"clients, {cfg.ports} ports under load",
-                      cols, [results["raw"].get(k) for k in keys], ROWS_RAW, cfg.ports, ours_i, ref_i)
-    print()
-    print(text1)
-    verdicts = v1
-    if cfg.realcom:
-        cols2 = [c + " Real COM" if k in NPORTS else c + " raw" for c, k in zip(cols, keys)]
-        text2, v2 = table("Real COM (our Real COM client) vs ser2net raw TCP (the same Twisted "
-                          "client, plain protocol)",
-                          cols2, [results["realcom"].get(k) for k in keys], ROWS_TW, cfg.ports,
-                          ours_i, ref_i)
-        print()
-        print(text2)
-        for v in v2:
-            v["metric"] = "Real COM: " + v["metric"]
-        verdicts += v2
-    if want_nport and want_s2n:
+    results["raw"], results["realcom"] = compat(rep)
+    text, verdicts = table(rep, cfg.ports)
+    print(f"Every figure: median of {cfg.repeats} interleaved repeat(s), (min–max) when they differ;"
+          f" load average {info['loadavg_at_start']} at the start, {info['loadavg_at_end']} at "
+          "the end.")
+    print(text)
+    if verdicts:
         missed = [v["metric"] for v in verdicts if not v["met"]]
         print()
         print(f"targets met: {sum(v['met'] for v in verdicts)}/{len(verdicts)}"

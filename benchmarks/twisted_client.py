@@ -6,7 +6,11 @@ The benchmark's Twisted client, run by run.py as a subprocess.
 PORT_INIT at 921600 8N1, TX_FIFO) and its data connection carries the
 bytes.  ``kind`` "raw": a plain Twisted protocol on a raw TCP port
 (ser2net).  Both run the same measurements on the same reactor, so the
-client's own cost is the same on both sides:
+client's own cost is the same on both sides.  ``kind`` "socket": a plain
+blocking socket outside the reactor (round trips only), the reference the
+Real COM client is compared with.  The reactor is nport-twisted's
+FastEPollReactor where it can be installed (as the nport-realcom tool and
+the server use it), for every kind alike:
 
   rtt   1-byte writes on port 1, each waiting for its echo;
   tp    4 KiB writes on port 1, at most 256 KiB in flight, for tp_seconds;
@@ -17,8 +21,8 @@ batches of round trips, slices of throughput), so a busy machine slows all
 targets alike; load runs one target after the other.
 
 Argument: one JSON object: host, targets (name, kind, data_ports,
-command_ports), tests, rtt_count, rtt_batch, tp_seconds, tp_rounds,
-load_seconds.  Output on stdout, one line each: ``BEGIN <target> <test>``
+command_ports, hosts), tests, rtt_count, rtt_batch, tp_seconds, tp_rounds,
+load_seconds, rotate (the first target's place in the rotation).  Output on stdout, one line each: ``BEGIN <target> <test>``
 and ``END <target> <test>`` around every timed segment (run.py sums the
 server's CPU between them), ``RESULT <target> <test> <json>`` at the end of
 a test.  Exit status 0 when every test completed.
@@ -35,7 +39,16 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import (
+try:  # before anything imports the global reactor
+    from nport_twisted._reactor import install_default
+
+    install_default()
+except ImportError:
+    pass
+
+import socket  # noqa: E402
+
+from common import (  # noqa: E402
     DRAIN_IDLE,
     DRAIN_MAX,
     LOAD_RATE,
@@ -47,10 +60,10 @@ from common import (
     percentile,
     summarize_load,
 )
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed  # noqa: E402
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
-from twisted.internet.task import LoopingCall, react
+from twisted.internet.protocol import Protocol  # noqa: E402
+from twisted.internet.task import LoopingCall, react  # noqa: E402
 
 clock = time.perf_counter_ns
 
@@ -62,6 +75,7 @@ class Port:
         self.on_data: Callable[[bytes], None] = lambda data: None
         self.write: Callable[[bytes], None] = lambda data: None
         self.close: Callable[[], Any] = lambda: None
+        self.sock: socket.socket | None = None  # kind "socket": a blocking socket
 
     def got(self, data: bytes) -> None:
         self.on_data(data)
@@ -73,6 +87,11 @@ class _Raw(Protocol):
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+        from twisted.internet import reactor
+
+        from nport_twisted._txinternals import fast_io
+
+        fast_io(reactor, self.transport)  # as the Real COM client's connections do
 
     def dataReceived(self, data: bytes) -> None:
         self.port.got(data)
@@ -80,6 +99,11 @@ class _Raw(Protocol):
 
 async def open_port(reactor: Any, host: str, spec: dict[str, Any], i: int) -> Port:
     port = Port()
+    host = spec.get("hosts", [host] * (i + 1))[i]
+    if spec["kind"] == "socket":
+        port.sock = socket_connect(host, spec["data_ports"][i])
+        port.close = port.sock.close
+        return port
     if spec["kind"] == "raw":
         proto = await connectProtocol(
             TCP4ClientEndpoint(reactor, host, spec["data_ports"][i], timeout=10), _Raw(port))
@@ -133,8 +157,56 @@ def say(*words: object) -> None:
     print(*words, flush=True)
 
 
+def socket_connect(host: str, port: int, timeout: float = 15.0) -> socket.socket:
+    """A blocking socket with one byte echoed end to end, then nothing pending."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            s = socket.create_connection((host, port), timeout=2)
+        except OSError:
+            time.sleep(0.1)
+            continue
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.settimeout(0.5)
+        try:
+            while time.monotonic() < deadline:
+                s.sendall(b"P")
+                try:
+                    if s.recv(64):
+                        break
+                except TimeoutError:
+                    continue
+            s.settimeout(0.1)
+            while True:
+                try:
+                    if not s.recv(65536):
+                        break
+                except TimeoutError:
+                    break
+            s.settimeout(5)
+            return s
+        except OSError:
+            s.close()
+            time.sleep(0.1)
+    raise RuntimeError(f"no echo from {host}:{port}")
+
+
+def socket_rtt(sock: socket.socket, count: int) -> list[float]:
+    """As L{rtt} on a blocking socket (the reactor waits meanwhile: it is this target's turn)."""
+    samples = []
+    for _ in range(count):
+        t0 = clock()
+        sock.sendall(b"x")
+        if not sock.recv(64):
+            raise RuntimeError("connection closed during the round-trip test")
+        samples.append((clock() - t0) / 1e3)
+    return samples
+
+
 def rtt(reactor: Any, port: Port, count: int) -> Deferred[list[float]]:
     """C{count} 1-byte writes, each sent when the previous echo arrived (us)."""
+    if port.sock is not None:
+        return succeed(socket_rtt(port.sock, count))
     done: Deferred[list[float]] = Deferred()
     samples: list[float] = []
     state = {"t0": 0}
@@ -250,9 +322,10 @@ def load_test(reactor: Any, ports: list[Port], seconds: float,
     return done
 
 
-def rotations(names: list[str], rounds: int) -> list[list[str]]:
+def rotations(names: list[str], rounds: int, start: int = 0) -> list[list[str]]:
     """The order of the targets in each round (rotated, as run.py does)."""
-    return [names[r % len(names):] + names[:r % len(names)] for r in range(rounds)]
+    k = len(names)
+    return [names[(r + start) % k:] + names[:(r + start) % k] for r in range(rounds)]
 
 
 async def main(reactor: Any, spec: dict[str, Any]) -> None:
@@ -272,24 +345,25 @@ async def main(reactor: Any, spec: dict[str, Any]) -> None:
             for n in names:
                 await rtt(reactor, ports[n][0], 50)  # warm-up
             batch = spec["rtt_batch"]
-            for order in rotations(names, -(-spec["rtt_count"] // batch)):
+            for order in rotations(names, -(-spec["rtt_count"] // batch), spec.get("rotate", 0)):
                 for n in order:
                     samples[n] += await rtt(reactor, ports[n][0], batch)
             for n in names:
                 s = samples[n]
                 say("RESULT", n, "rtt", json.dumps({
                     "count": len(s), "median_us": percentile(s, 50), "p99_us": percentile(s, 99),
-                    "max_us": max(s)}))
-        if "tp" in tests:
-            slices: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+                    "p999_us": percentile(s, 99.9), "max_us": max(s)}))
+        tp_names = [n for n in names if targets[n]["kind"] != "socket"]
+        if "tp" in tests and tp_names:
+            slices: dict[str, list[dict[str, Any]]] = {n: [] for n in tp_names}
             rounds = spec["tp_rounds"]
-            for order in rotations(names, rounds):
+            for order in rotations(tp_names, rounds, spec.get("rotate", 0)):
                 for n in order:
                     say("BEGIN", n, "tp")
                     slices[n].append(await throughput(reactor, ports[n][0],
                                                       spec["tp_seconds"] / rounds))
                     say("END", n, "tp")
-            for n in names:
+            for n in tp_names:
                 sl = slices[n]
                 secs = sum(x["seconds"] for x in sl)
                 sent = sum(x["bytes_sent"] for x in sl)
@@ -300,7 +374,7 @@ async def main(reactor: Any, spec: dict[str, Any]) -> None:
                     "bytes_corrupt": sum(x["bytes_corrupt"] for x in sl),
                     "mb_per_s": got / 1e6 / secs if secs else 0.0}))
         if "load" in tests:
-            for n in names:
+            for n in rotations(names, 1, spec.get("rotate", 0))[0]:
                 say("BEGIN", n, "load")
                 result = await load_test(reactor, ports[n], spec["load_seconds"],
                                          lambda n=n: say("END", n, "load"))

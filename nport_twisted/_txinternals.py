@@ -27,7 +27,9 @@ from __future__ import annotations
 import array
 import contextlib
 import enum
+import errno
 import fcntl
+import os
 import select
 import socket
 import sys
@@ -43,20 +45,33 @@ from zope.interface import implementer
 MAX_DISCARD = 1 << 20
 
 
-#: Transport type -> whether its instances may take L{write_now}'s direct path.  Decided
-#: once per type (the interface and class checks cost more than the write itself).
-_DIRECT_WRITE: dict[type, bool] = {}
+#: Transport type -> how L{write_now} may send on its instances directly: 0 never (TLS,
+#: wrappers, fakes), 1 a TCP connection (its socket's send), 2 Twisted's SerialPort
+#: (os.write on its descriptor), 3 another FileDescriptor (its writeSomeData).  Decided once
+#: per type (the interface and class checks cost more than the write itself).
+_DIRECT_WRITE: dict[type, int] = {}
+_SOCKET, _FD, _GENERIC = 1, 2, 3
 
 
-def _direct_write_type(cls: type) -> bool:
-    allowed = _DIRECT_WRITE.get(cls)
-    if allowed is None:
+def _direct_write_type(cls: type) -> int:
+    kind = _DIRECT_WRITE.get(cls)
+    if kind is None:
         # Wrappers (TLS, policies.ProtocolWrapper) forward unknown attributes to
         # the transport below: its writeSomeData would bypass them (for TLS, put
         # plaintext on the wire).  Only a plain FileDescriptor qualifies.
-        allowed = _DIRECT_WRITE[cls] = (issubclass(cls, FileDescriptor)
-                                        and not ISSLTransport.implementedBy(cls))
-    return allowed
+        if not issubclass(cls, FileDescriptor) or ISSLTransport.implementedBy(cls):
+            kind = 0
+        else:
+            tcp = sys.modules.get("twisted.internet.tcp")
+            serial = sys.modules.get("twisted.internet._posixserialport")
+            if tcp is not None and issubclass(cls, tcp.Connection):
+                kind = _SOCKET
+            elif serial is not None and issubclass(cls, serial.SerialPort):
+                kind = _FD
+            else:
+                kind = _GENERIC
+        _DIRECT_WRITE[cls] = kind
+    return kind
 
 
 def write_now(transport: Any, data: bytes) -> None:
@@ -74,8 +89,13 @@ def write_now(transport: Any, data: bytes) -> None:
     other wrapper, test fakes) just gets C{write}.  The type check is made
     once per transport type; the per-instance checks (nothing queued,
     connected, not TLS-started, not providing ISSLTransport) every time.
+    A TCP connection's socket and a SerialPort's descriptor are written
+    directly (what their C{writeSomeData} does, without its layers).
     """
-    if data and _direct_write_type(type(transport)):
+    kind = _DIRECT_WRITE.get(type(transport))
+    if kind is None:
+        kind = _direct_write_type(type(transport))
+    if kind and data:
         try:
             idle = (transport._tempDataLen == 0 and len(transport.dataBuffer) == transport.offset
                     and transport.connected and not transport.disconnecting
@@ -85,12 +105,100 @@ def write_now(transport: Any, data: bytes) -> None:
         except AttributeError:
             idle = False
         if idle:
-            sent = transport.writeSomeData(data)
+            sent: object
+            try:
+                if kind == _SOCKET:
+                    sent = transport.socket.send(data)
+                elif kind == _FD:
+                    sent = os.write(transport.fileno(), data)
+                else:
+                    sent = transport.writeSomeData(data)
+            except (OSError, AttributeError):
+                sent = 0  # EAGAIN, or an error the normal write path will report
             if type(sent) is int and sent > 0:
                 if sent >= len(data):
                     return
                 data = data[sent:]
     transport.write(data)
+
+
+#: A read this long from a serial device may have left more behind (ptys give 4095 at most).
+_PTY_READ = 4095
+#: Bytes gathered from a serial device in one event at most (L{fast_io}).
+SERIAL_GATHER = 32768
+
+
+def fast_io(reactor: Any, transport: Any) -> bool:
+    """
+    Let a reactor that offers it (L{nport_twisted._reactor.FastEPollReactor})
+    read C{transport} with fewer layers: what Twisted's C{doRead} does for a
+    TCP connection (C{recv} of C{bufferSize}, EOF = ConnectionDone, an error =
+    ConnectionLost, data to the protocol's C{dataReceived}) or a SerialPort
+    (C{os.read} of 8 KiB, the same rules), without C{_doReadOrWrite}, C{doRead},
+    C{readFromFD} and C{_dataReceived} in between.  Only for those two plain
+    transports (never TLS or a wrapper).  Returns whether it was registered;
+    L{slow_io} undoes it (a closed descriptor's entry is also dropped by
+    the reactor when its number is reused).
+    """
+    add = getattr(reactor, "add_fast_reader", None)
+    kind = _direct_write_type(type(transport))
+    if add is None or kind not in (_SOCKET, _FD) or getattr(transport, "TLS", False):
+        return False
+    from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+
+    deliver = transport.protocol.dataReceived
+    if kind == _SOCKET:
+        recv, size = transport.socket.recv, transport.bufferSize
+
+        def read() -> object:
+            try:
+                data = recv(size)
+            except OSError as e:
+                return None if e.errno == errno.EAGAIN else CONNECTION_LOST
+            if not data:
+                return CONNECTION_DONE
+            deliver(data)
+            return None
+    else:
+        fd, os_read = transport.fileno(), os.read
+
+        def read() -> object:
+            try:
+                data = os_read(fd, 8192)
+            except OSError as e:
+                return None if e.errno in (errno.EAGAIN, errno.EINTR) else CONNECTION_LOST
+            if not data:
+                return CONNECTION_DONE
+            if len(data) >= _PTY_READ:
+                # A pty (and many UART drivers) hands over at most about 4 KiB per
+                # read: take what else is there now, up to SERIAL_GATHER, so a busy
+                # port costs one delivery (and one send) per gather, not per read.
+                # The stream is the same; only where it is cut changes.
+                parts = [data]
+                total = len(data)
+                try:
+                    while total < SERIAL_GATHER:
+                        more = os_read(fd, 8192)
+                        if not more:
+                            break
+                        parts.append(more)
+                        total += len(more)
+                        if len(more) < _PTY_READ:
+                            break
+                except OSError:
+                    pass  # EAGAIN: all there was; an error shows on the next read
+                data = b"".join(parts) if len(parts) > 1 else data
+            deliver(data)
+            return None
+    add(transport, read)
+    return True
+
+
+def slow_io(reactor: Any, transport: Any) -> None:
+    """Undo L{fast_io} (the connection is closing, or its protocol changes)."""
+    remove = getattr(reactor, "remove_fast_reader", None)
+    if remove is not None:
+        remove(transport)
 
 
 def unsent_bytes(transport: Any) -> int:

@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
@@ -102,6 +103,84 @@ class FastReactorTests(SynchronousTestCase):
         self.assertTrue(reader.lost[0].check(ConnectionDone))
         self.assertNotIn(reader, self.reactor.getReaders())
 
+    def test_fast_reader_replaces_do_read(self) -> None:
+        """A registered fast reader gets the readable event; doRead is not called."""
+        reader, peer = self._reader()
+        fast: list[bytes] = []
+        self.reactor.add_fast_reader(reader, lambda: fast.append(reader.sock.recv(100)))
+        peer.send(b"quick")
+        self.reactor.doIteration(1)
+        self.assertEqual((fast, reader.got), ([b"quick"], []))
+
+    def test_fast_reader_reason_and_exception_disconnect(self) -> None:
+        """A fast reader's reason ends the descriptor; its exception is logged and ends it too."""
+        done, done_peer = self._reader()
+        bad, bad_peer = self._reader()
+        self.reactor.add_fast_reader(done, lambda: ConnectionDone())
+        self.reactor.add_fast_reader(bad, lambda: 1 / 0)
+        done_peer.send(b"a")
+        bad_peer.send(b"b")
+        self.reactor.doIteration(1)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertTrue(done.lost[0].check(ConnectionDone))
+        self.assertTrue(bad.lost[0].check(ZeroDivisionError))
+        self.assertNotIn(bad, self.reactor.getReaders())
+
+    def test_stale_fast_reader_dropped(self) -> None:
+        """An entry whose descriptor number now belongs to another selectable is ignored and dropped."""
+        reader, peer = self._reader()
+        other = _Reader(self.reactor, reader.sock)
+        self.reactor.add_fast_reader(other, lambda: self.fail("stale fast reader called"))
+        peer.send(b"x")
+        self.reactor.doIteration(1)
+        self.assertEqual((reader.got, self.reactor._fast), ([b"x"], {}))
+
+    def test_removed_fast_reader_not_used(self) -> None:
+        """After remove_fast_reader the normal doRead is back."""
+        reader, peer = self._reader()
+        self.reactor.add_fast_reader(reader, lambda: self.fail("removed fast reader called"))
+        self.reactor.remove_fast_reader(reader)
+        peer.send(b"y")
+        self.reactor.doIteration(1)
+        self.assertEqual(reader.got, [b"y"])
+
+    def test_burst_of_fast_events_still_runs_timers(self) -> None:
+        """Polling again after fast events stops for a timed call that fell due meanwhile."""
+        reader, peer = self._reader()
+        fired: list[bool] = []
+        self.reactor._stopped = False  # as while running: bursts are polled on
+        self.reactor.callLater(0.05, fired.append, True)
+        self.reactor.runUntilCurrent()  # the call is now pending
+
+        def read() -> None:
+            reader.sock.recv(100)
+            peer.send(b"more")  # keeps the descriptor readable: fast events forever
+
+        self.reactor.add_fast_reader(reader, read)
+        peer.send(b"go")
+        started = time.monotonic()
+        self.reactor.doIteration(5)  # returns once the 50 ms call is due, not after 5 s
+        self.reactor.runUntilCurrent()
+        self.assertEqual(fired, [True])
+        self.assertLess(time.monotonic() - started, 4)
+
+    def test_timer_added_by_a_fast_reader_ends_the_burst(self) -> None:
+        """A call scheduled from a fast reader returns control to the main loop at once."""
+        reader, peer = self._reader()
+        self.reactor._stopped = False  # as while running: bursts are polled on
+        calls: list[int] = []
+
+        def read() -> None:
+            reader.sock.recv(100)
+            self.reactor.callLater(0, calls.append, 1)
+            peer.send(b"again")
+
+        self.reactor.add_fast_reader(reader, read)
+        peer.send(b"x")
+        self.reactor.doIteration(5)
+        self.reactor.runUntilCurrent()
+        self.assertEqual(calls, [1])
+
     def test_install_default_leaves_an_installed_reactor(self) -> None:
         """With a global reactor installed (trial's), install_default changes nothing."""
         from twisted.internet import reactor
@@ -179,3 +258,90 @@ class FreshProcessTests(SynchronousTestCase):
             "print(json.dumps({'before': before, 'ssl': IReactorSSL.providedBy(reactor),\n"
             "                  'got': b''.join(got).decode()}))\n")
         self.assertEqual(result, {"before": False, "ssl": True, "got": "hello"})
+
+
+class FastReadsChoiceTests(SynchronousTestCase):
+    """fast_io registers only plain TCP connections and SerialPorts, on a reactor offering it."""
+
+    def test_not_for_wrappers_fakes_or_other_reactors(self) -> None:
+        """A TLS wrapper, a test transport or a reactor without fast readers: nothing registered."""
+        from twisted.internet.interfaces import ISSLTransport
+        from twisted.internet.testing import MemoryReactor, StringTransport
+        from zope.interface import implementer
+
+        from nport_twisted._txinternals import fast_io
+
+        calls: list[object] = []
+
+        class Offering:
+            def add_fast_reader(self, selectable: object, read: object) -> None:
+                calls.append(selectable)
+
+        @implementer(ISSLTransport)
+        class Tls(FileDescriptor):
+            pass
+
+        self.assertFalse(fast_io(MemoryReactor(), StringTransport()))
+        self.assertFalse(fast_io(Offering(), StringTransport()))
+        self.assertFalse(fast_io(Offering(), Tls()))
+        self.assertEqual(calls, [])
+
+
+class SerialGatherTests(SynchronousTestCase):
+    """A SerialPort on FastEPollReactor: its fast reads gather what a busy pty holds."""
+
+    def setUp(self) -> None:
+        if _reactor.FastEPollReactor is None:
+            raise SkipTest("no epoll here")
+        import pty
+        import tty
+
+        from twisted.internet.protocol import Protocol
+        from twisted.internet.serialport import SerialPort
+
+        from nport_twisted._txinternals import fast_io
+
+        self.reactor = _reactor.FastEPollReactor()
+        self.master, slave = pty.openpty()
+        tty.setraw(slave)
+        self.addCleanup(os.close, self.master)
+        self.chunks: list[bytes] = []
+        chunks = self.chunks
+
+        class Collect(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                chunks.append(data)
+
+        self.port = SerialPort(Collect(), os.ttyname(slave), self.reactor, baudrate=921600)
+        os.close(slave)
+        self.addCleanup(self._close)
+        self.assertTrue(fast_io(self.reactor, self.port))
+
+    def _close(self) -> None:
+        self.reactor.removeAll()
+        self.port._serial.close()
+        self.reactor._poller.close()
+
+    def test_busy_pty_gathered(self) -> None:
+        """12 KiB waiting in the pty arrive in order in fewer deliveries than 4 KiB reads."""
+        data = bytes(range(256)) * 48
+        os.set_blocking(self.master, False)
+        sent = 0
+        for _ in range(200):  # the pty holds a few KiB: write what fits, then let it be read
+            try:
+                sent += os.write(self.master, data[sent:])
+            except BlockingIOError:
+                pass
+            if sent == len(data) and sum(map(len, self.chunks)) >= len(data):
+                break
+            self.reactor.doIteration(0.05)
+        self.assertEqual(b"".join(self.chunks), data)
+        reads = len(data) // 4095 + 1
+        self.assertLess(len(self.chunks), reads + 1)
+        self.assertTrue(any(len(c) > 4095 for c in self.chunks), [len(c) for c in self.chunks])
+
+    def test_short_read_delivered_alone(self) -> None:
+        """A few bytes are delivered from one read, as they came."""
+        os.write(self.master, b"abc")
+        self.reactor.doIteration(1)
+        self.assertEqual(self.chunks, [b"abc"])

@@ -514,5 +514,5 @@ class WriteNowFallbackTests(SynchronousTestCase):
         class TlsFd(FileDescriptor):
             pass
 
-        self.assertEqual((_direct_write_type(TlsFd), _direct_write_type(FileDescriptor)),
+        self.assertEqual((bool(_direct_write_type(TlsFd)), bool(_direct_write_type(FileDescriptor))),
                          (False, True))

@@ -39,7 +39,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
 
-from nport_twisted._txinternals import BufferProducer, write_now
+from nport_twisted._txinternals import BufferProducer, fast_io, slow_io, write_now
 from nport_twisted.config.settings import SerialSettings
 from nport_twisted.device.adapter import (
     ISerialControl,
@@ -315,6 +315,7 @@ class SerialChannel(service.Service):
         self.actual_settings = actual
         # The device's write buffer filling pauses reading from every session.
         handle.transport.registerProducer(BufferProducer(self._set_tx_paused), True)
+        fast_io(self.clock, handle.transport)  # fewer layers per read where the reactor offers it
         if self._reader_paused:
             handle.transport.pauseProducing()
         self.modem = modem
@@ -377,6 +378,8 @@ class SerialChannel(service.Service):
             return
         self._stop_poller()
         self._flush_packer()  # what was received before the loss still goes out
+        if self._handle is not None:
+            slow_io(self.clock, self._handle.transport)
         self._handle = None
         self._protocol = None
         self.modem = None

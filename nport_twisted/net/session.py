@@ -45,7 +45,9 @@ from zope.interface import implementer
 from nport_twisted._txinternals import (
     BufferProducer,
     PeerClosed,
+    fast_io,
     peer_closed,
+    slow_io,
     unread_bytes,
     unsent_bytes,
     write_now,
@@ -365,6 +367,7 @@ class AdmittedSession(Protocol, ClockedTimeout):
         if not self.gate.admit(self):
             return
         self.is_admitted = True
+        fast_io(self.clock, self.transport)  # fewer layers per read where the reactor offers it
         self.transport.registerProducer(BufferProducer(self._write_buffer_full), True)
         if self.gate.idle_timeout > 0:
             self.setTimeout(self.gate.idle_timeout)
@@ -384,6 +387,7 @@ class AdmittedSession(Protocol, ClockedTimeout):
         if not self.is_admitted:
             return
         self.is_admitted = False
+        slow_io(self.clock, self.transport)
         self.setTimeout(None)
         for timer in (self._jam_timer, self._closed_watch, self._backlog_call):
             if timer is not None and timer.active():

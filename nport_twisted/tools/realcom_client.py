@@ -56,7 +56,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from nport_twisted._exceptions import NPortError
-from nport_twisted._txinternals import unsent_bytes, write_now
+from nport_twisted._txinternals import fast_io, slow_io, unsent_bytes, write_now
 from nport_twisted.wire import aspp
 
 __all__ = [
@@ -275,11 +275,13 @@ class _ClientProtocol(Protocol):
 
     def connectionMade(self) -> None:
         _tune(self.transport)
+        fast_io(self._client._reactor, self.transport)  # where the reactor offers it
 
     def dataReceived(self, data: bytes) -> None:
         self._on_data(self, data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        slow_io(self._client._reactor, self.transport)
         self._client._lost(self, reason)
 
 
