@@ -142,3 +142,31 @@ class TwistdTests(SynchronousTestCase):
         with self.assertRaises(usage.UsageError) as e:
             options.parseOptions(["--ports", "/dev/nodev-x", "--realtty", self.ini])
         self.assertIn("colour", str(e.exception))
+
+
+class DeployTests(SynchronousTestCase):
+    """The shipped systemd unit and the documentation."""
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def test_unit(self) -> None:
+        """Type=notify (ready once the links exist), the real /dev, a runtime dir for the socket."""
+        import configparser
+
+        unit = configparser.ConfigParser(interpolation=None, strict=False)
+        unit.read(os.path.join(self.root, "deploy", "systemd", "nport-realtty.service"))
+        service = unit["Service"]
+        self.assertEqual(service["Type"], "notify")
+        self.assertIn("nport-realtty", service["ExecStart"])
+        self.assertIn("/run/nport-realtty/", service["ExecStart"])
+        self.assertEqual(service["RuntimeDirectory"], "nport-realtty")
+        self.assertNotIn("PrivateDevices", service)
+
+    def test_documented(self) -> None:
+        """docs/realtty.md exists and the README points at it."""
+        with open(os.path.join(self.root, "README.md"), encoding="utf-8") as f:
+            self.assertIn("docs/realtty.md", f.read())
+        with open(os.path.join(self.root, "docs", "realtty.md"), encoding="utf-8") as f:
+            text = f.read()
+        for option in ("--link", "--config", "while_disconnected", "npreal2d.cf", "mxaddsvr"):
+            self.assertIn(option, text)

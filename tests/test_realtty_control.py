@@ -171,6 +171,23 @@ class CommandTests(SynchronousTestCase):
         self.assertIn("framing 2", text)
         self.assertIn("last error: x", text)
 
+    def test_sd_notify(self) -> None:
+        """READY=1 goes to $NOTIFY_SOCKET as one datagram; without it nothing is sent."""
+        import shutil
+        import socket
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="nprt-")  # AF_UNIX paths are short
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.bind(path)
+            self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": path})
+            self.assertTrue(cli.sd_notify("READY=1"))
+            self.assertEqual(s.recv(100), b"READY=1")
+        self.patch(os, "environ", {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"})
+        self.assertFalse(cli.sd_notify("READY=1"))
+
     def test_unreachable(self) -> None:
         """A command with nothing listening says so and exits 1."""
         path = os.path.abspath(self.mktemp())

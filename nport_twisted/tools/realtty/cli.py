@@ -23,7 +23,7 @@ from typing import Any
 
 from twisted.python import usage
 
-__all__ = ["main"]
+__all__ = ["format_status", "main", "sd_notify"]
 
 _COMMANDS = ("status", "set", "break")
 
@@ -136,6 +136,28 @@ def _control_main(argv: list[str]) -> int:
     return 0
 
 
+def sd_notify(state: str) -> bool:
+    """
+    Tell systemd (C{Type=notify}) about our state: one datagram to
+    C{$NOTIFY_SOCKET} (a path, or an abstract socket starting with @).
+    Returns whether it was sent; without systemd it does nothing.
+    """
+    import os
+    import socket
+
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.sendto(state.encode(), address)
+    except OSError:
+        return False
+    return True
+
+
 def _serve(argv: list[str]) -> int:
     from nport_twisted.tools.realtty.options import RealTtyOptions, make_service
 
@@ -168,9 +190,12 @@ def _serve(argv: list[str]) -> int:
             print(f"nport-realtty: {e}", file=sys.stderr)
             failed.append(e)
             reactor.stop()
+            return
+        sd_notify("READY=1")  # Type=notify: the links exist now
 
     def stop() -> Any:
         if service.running:
+            sd_notify("STOPPING=1")
             return service.stopService()
         return None
 
