@@ -339,6 +339,55 @@ class LivenessTests(_RealTtyTestCase):
         self.assertGreaterEqual(tty.status()["udp"]["resets"], 1)
 
 
+def _ipv6_listening(port: int) -> bool:
+    import errno
+    import socket
+
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("::1", port))
+        except OSError as e:
+            return e.errno == errno.EADDRINUSE
+    return False
+
+
+class Ipv6Tests(_RealTtyTestCase):
+    """Real COM over IPv6 loopback: MOXA's 16-byte connect check both ways."""
+
+    async def test_ipv6(self) -> None:
+        """[::1]:DATA/COMMAND: the check is answered by the server and data moves."""
+        if not _ipv6_available():
+            raise SkipTest("no IPv6 loopback")
+        service = Service(self.dir, ["--interface", "::1", "--port-offset", str(self.offset),
+                                     "--http-port", "0", "--telnet-port", "0",
+                                     "--ports", self.pty.path])
+        service.start()
+        self.addCleanup(self._stop_checked, service, service.problems)
+        ports = (950 + self.offset, 966 + self.offset)
+        await poll_until(lambda: service.alive() and all(_ipv6_listening(p) for p in ports),
+                         TIMEOUT, what="the server on ::1")
+        await self.realtty(f"[::1]:{ports[0]}/{ports[1]}", "--link", self.link,
+                           "--alive-timeout", "0")
+        master = self.pty.attach(self.reactor)
+        port = await self.within(self.serial(baudrate=57600))
+        await self.within(deferToThread(port.write, b"over v6"))
+        self.assertEqual(await master.wait_bytes(7, self.reactor, TIMEOUT), b"over v6")
+        master.write(b"6")
+        self.assertEqual(await self.within(deferToThread(port.read, 1)), b"6")
+        self.assertEqual(self.server_speed(), termios.B57600)
+
+
+def _ipv6_available() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
 class TwistdTests(_RealTtyTestCase):
     """twistd nport --realtty FILE: the server and the tty in one process; Secure Real COM."""
 

@@ -13,7 +13,8 @@ Wire protocol (realcom.md is authoritative):
   data connection (950+n-1): raw serial bytes both ways, optionally TLS
       (no certificate verification, like MOXA's driver).
 
-Open (§3.2): connect the command port, then the data port; then PORT_INIT
+Open (§3.2): connect the command port, then the data port (to an IPv6 server,
+16 bytes on the command connection that must come back first, §6.4); then PORT_INIT
 (baud index, or 0xFF followed by SETBAUD for a rate outside the table),
 XONXOFF when IXON or IXOFF is on, TX_FIFO.  Each command waits for its reply
 (default 10 s, the Linux driver's NPREAL_CMD_TIMEOUT, on the injected clock).
@@ -320,6 +321,21 @@ def _endpoint(reactor: Any, host: str, port: int, timeout: float, tls: bool) -> 
     return endpoint
 
 
+#: The IPv6 connect check of MOXA's daemon: 16 bytes out, 16 back (realcom.md §6.4).
+_IPV6_CHECK_SIZE = 16
+
+
+def _ipv6_peer(transport: Any) -> bool:
+    """Whether a connection goes to an IPv6 server (an IPv4-mapped address is IPv4)."""
+    from twisted.internet.address import IPv6Address
+
+    try:
+        peer = transport.getPeer()
+    except Exception:  # noqa: BLE001 - a transport without addresses (tests)
+        return False
+    return isinstance(peer, IPv6Address) and not peer.host.startswith("::ffff:")
+
+
 def _sleep(clock: IReactorTime, seconds: float) -> Deferred[None]:
     d: Deferred[None] = Deferred()
     clock.callLater(seconds, d.callback, None)
@@ -487,6 +503,7 @@ class RealComClient:
         self._all_lost: list[Deferred[None]] = []
         self._retry: IDelayedCall | None = None
         self._wanted = False  # open() succeeded and neither close() nor abort() was called since
+        self._ipv6_echo: tuple[bytearray, Deferred[None]] | None = None
 
     def __repr__(self) -> str:
         where = (
@@ -553,7 +570,32 @@ class RealComClient:
             proto.transport.loseConnection()
             raise NotConnected("the command connection was closed during the open")
         self._data = proto
+        if _ipv6_peer(self._command.transport):
+            await self._ipv6_check()
         self._log.info("{client}: connected", client=self)
+
+    async def _ipv6_check(self) -> None:
+        """
+        MOXA's daemon on an IPv6 connection (realcom.md §6.4): 16 bytes on the
+        command connection (content not checked), and exactly 16 back first.
+        """
+        import os
+
+        assert self._command is not None
+        done: Deferred[None] = Deferred()
+        self._ipv6_echo = (bytearray(), done)
+        def timed_out() -> None:
+            if not done.called:
+                done.errback(CommandTimeout(f"no IPv6 check echo within {self.command_timeout} s"))
+
+        timer = self._reactor.callLater(self.command_timeout, timed_out)
+        self._command.transport.write(os.urandom(_IPV6_CHECK_SIZE))
+        try:
+            await done
+        finally:
+            self._ipv6_echo = None
+            if timer.active():
+                timer.cancel()
 
     async def _init_port(self) -> None:
         await self._apply_line(self.settings)
@@ -945,6 +987,16 @@ class RealComClient:
     def _command_data(self, proto: _ClientProtocol, data: bytes) -> None:
         if proto is not self._command:
             return
+        if self._ipv6_echo is not None:  # the IPv6 check's 16 bytes come before any reply
+            buf, done = self._ipv6_echo
+            take = _IPV6_CHECK_SIZE - len(buf)
+            buf += data[:take]
+            data = data[take:]
+            if len(buf) == _IPV6_CHECK_SIZE and not done.called:
+                self._ipv6_echo = None
+                done.callback(None)
+            if not data:
+                return
         for reply in self._parser.feed(data):
             try:
                 self._reply(reply)

@@ -418,12 +418,19 @@ class PortRelay:
         self._wanted = settings
         try:
             self._busy = d = self.client.open(
-                self.config.host, self.config.data_port, self.config.command_port, settings,
+                self._host(), self.config.data_port, self.config.command_port, settings,
                 dtr=self.dtr, rts=self.rts, tls=self.config.tls)
         except RealComError as e:  # the previous attempt is still closing
             self._connect_failed(Failure(e))
             return
         d.addCallbacks(self._connect_done, self._connect_failed)
+
+    def _host(self) -> str:
+        """The server address, with the interface as scope of an IPv6 link-local one."""
+        host, iface = self.config.host, self.config.interface
+        if iface and ":" in host and "%" not in host and host.lower().startswith("fe80"):
+            return f"{host}%{iface}"
+        return host
 
     def _connect_done(self, client: RealComClient) -> None:
         self._busy = None
