@@ -131,14 +131,34 @@ class ExclusiveOpenTests(TestCase):
         pty = Pty(self)
         os.chmod(pty.path, 0o666)
         handle, protocol = self._open(pty)
-        code = ("import os, sys\nos.setgid(65534); os.setuid(65534)\n"
-                "try:\n    os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
-                "except OSError as e:\n    print(e.errno)\nelse:\n    print(0)\n")
-        result = subprocess.run([sys.executable, "-c", code, pty.path], capture_output=True,
-                                text=True, timeout=30)
+        result = subprocess.run([sys.executable, "-c", self._OPEN_AS_NOBODY, pty.path],
+                                capture_output=True, text=True, timeout=30)
         self.assertEqual(result.stdout.strip(), str(errno.EBUSY), result.stderr)
         handle.transport.loseConnection()
         yield protocol.lost
+
+    @inlineCallbacks
+    def test_exclusive_mode_cleared_on_close(self) -> Any:
+        """
+        Closing clears TIOCEXCL even while another process keeps the tty open
+        (socat's end of a pty, a getty), so the next unprivileged open works.
+        """
+        if os.getuid() != 0:
+            self.skipTest("needs root to open the pty as another user")
+        pty = Pty(self)
+        os.chmod(pty.path, 0o666)
+        keeper = os.open(pty.path, os.O_RDWR | os.O_NOCTTY)  # the tty stays open throughout
+        self.addCleanup(os.close, keeper)
+        handle, protocol = self._open(pty)
+        handle.transport.loseConnection()
+        yield protocol.lost
+        result = subprocess.run([sys.executable, "-c", self._OPEN_AS_NOBODY, pty.path],
+                                capture_output=True, text=True, timeout=30)
+        self.assertEqual(result.stdout.strip(), "0", result.stderr)
+
+    _OPEN_AS_NOBODY = ("import os, sys\nos.setgid(65534); os.setuid(65534)\n"
+                       "try:\n    os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
+                       "except OSError as e:\n    print(e.errno)\nelse:\n    print(0)\n")
 
     def test_locked_device_refused(self) -> None:
         """A device locked by a live process is not opened at all."""

@@ -704,3 +704,24 @@ class PipedLogTests(SynchronousTestCase):
         self.assertIn(f"port1 /dev/nx0: Real COM on tcp:{950 + offset} (data) / "
                       f"tcp:{966 + offset} (command); device missing", text)
         self.assertNotIn("starting on", text)
+
+
+class ConsoleScriptVersionTests(SynchronousTestCase):
+    def test_every_console_script_has_version(self) -> None:
+        """Every console script in setup.cfg answers --version with ours (issue 13)."""
+        import configparser
+        import sys
+
+        from nport_twisted import __version__
+        parser = configparser.ConfigParser()
+        parser.read(os.path.join(_ROOT, "setup.cfg"))
+        scripts = [line.split("=", 1) for line in
+                   parser["options.entry_points"]["console_scripts"].strip().splitlines()]
+        self.assertGreaterEqual(len(scripts), 2)
+        for name, target in scripts:
+            module, func = target.strip().split(":")
+            code = (f"import sys; sys.argv = [{name.strip()!r}, '--version']; "
+                    f"from {module} import {func}; {func}()")
+            result = _run(["-c", code])
+            self.assertEqual(result.returncode, 0, (name, result.stderr))
+            self.assertIn(__version__, result.stdout, name)

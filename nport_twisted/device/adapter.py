@@ -403,7 +403,7 @@ def open_serial_port(reactor: IReactorFDSet, exclusive: Exclusive | None = None)
     A lock directory we cannot write is logged once and costs only the
     lock file, not the port.
     """
-    exclusive = exclusive if exclusive is not None else Exclusive()
+    policy: Exclusive = exclusive if exclusive is not None else Exclusive()
     base = _serial_port_class()
     unlockable: set[str] = set()
 
@@ -411,6 +411,14 @@ def open_serial_port(reactor: IReactorFDSet, exclusive: Exclusive | None = None)
         lock: str | None = None
 
         def connectionLost(self, reason: Any) -> None:
+            # TIOCEXCL stays on the tty while anyone else still has it open (a
+            # getty, socat's end of a pty): clear it, or our own next open (as
+            # an unprivileged user) fails with EBUSY.
+            if policy.tiocexcl:
+                try:
+                    fcntl.ioctl(self._serial.fd, termios.TIOCNXCL)
+                except (OSError, AttributeError, TypeError):
+                    pass  # already closed, or never exclusive
             # Release first: the protocol may reopen at once (and lock again).
             lock, self.lock = self.lock, None
             if lock is not None:
@@ -418,20 +426,20 @@ def open_serial_port(reactor: IReactorFDSet, exclusive: Exclusive | None = None)
             super().connectionLost(reason)
 
     def take_lock(device: str) -> str | None:
-        if exclusive.lock_dir is None:
+        if policy.lock_dir is None:
             return None
-        path = lock_path(exclusive.lock_dir, device)
+        path = lock_path(policy.lock_dir, device)
         try:
             acquire(path, device)
         except DeviceBusy:
             raise
         except OSError as e:
-            if exclusive.lock_dir not in unlockable:
-                unlockable.add(exclusive.lock_dir)
+            if policy.lock_dir not in unlockable:
+                unlockable.add(policy.lock_dir)
                 _log.warn("cannot create UUCP lock files in {dir} ({error}): devices are taken "
                           "with TIOCEXCL only, so a program running as root could still share "
                           "them. Fix: make {dir} writable for this user, or --lock-dir DIR, or "
-                          "--lock-dir none", dir=exclusive.lock_dir, error=e.strerror or e)
+                          "--lock-dir none", dir=policy.lock_dir, error=e.strerror or e)
             return None
         return path
 
@@ -450,7 +458,7 @@ def open_serial_port(reactor: IReactorFDSet, exclusive: Exclusive | None = None)
                 release(lock)
             raise
         port.lock = lock
-        _take_exclusive(port, device, exclusive)
+        _take_exclusive(port, device, policy)
         control = PySerialControl(port._serial, port)
         return OpenedSerial(port, control)
 

@@ -26,6 +26,7 @@ settings; sessions are told and stay connected.
 
 from __future__ import annotations
 
+import errno
 from typing import Any, Callable
 
 import attrs
@@ -119,6 +120,18 @@ class _SerialProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._channel._serial_lost(self, reason)
+
+
+def _retry_until(error: Exception) -> str:
+    """What the open retries wait for, in words."""
+    if isinstance(error, DeviceBusy):
+        return "until it is free"
+    code = getattr(error, "errno", None)
+    if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+        return "until it appears"
+    if code in (errno.EACCES, errno.EPERM):
+        return "(give this user access: its group, e.g. dialout, or a udev rule)"
+    return "with backoff"
 
 
 _BACKOFF_START = 0.5
@@ -338,10 +351,9 @@ class SerialChannel(service.Service):
         self.last_error = describe_open_error(error)
         if not self._missing_logged:
             self._missing_logged = True
-            until = "it is free" if isinstance(error, DeviceBusy) else "it appears"
-            self._log.warn("{channel}: cannot open {device} ({error}); retrying until {until}",
+            self._log.warn("{channel}: cannot open {device} ({error}); retrying {until}",
                            channel=self.name, device=self.device, error=self.last_error,
-                           until=until)
+                           until=_retry_until(error))
         self._schedule_retry()
 
     def _apply_settings(self, control: ISerialControl, settings: SerialSettings) -> SerialSettings:

@@ -1127,6 +1127,9 @@ def _parser() -> Any:
         "stdin/stdout. At end of input the port is drained and closed as MOXA's Linux "
         "driver does.",
     )
+    from nport_twisted import __version__
+    parser.add_argument("--version", action="version",
+                        version=f"realcom_client (nport-twisted) {__version__}")
     parser.add_argument("host", help="the NPort's address")
     parser.add_argument(
         "--data-port", type=int, default=950, help="data TCP port (950 + port - 1)"

@@ -285,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--interface", help="broadcast on this interface only (e.g. eth0)")
     p.add_argument("--bind", default="0.0.0.0", help="local address to send from (default any)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from nport_twisted import __version__
+    p.add_argument("--version", action="version", version=f"nport-search (nport-twisted) {__version__}")
     return p
 
 

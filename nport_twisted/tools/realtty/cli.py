@@ -208,6 +208,10 @@ def _serve(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``nport-realtty`` console script."""
     args = sys.argv[1:] if argv is None else list(argv)
+    if args == ["--version"]:
+        from nport_twisted import __version__
+        print(f"nport-realtty (nport-twisted) {__version__}")
+        raise SystemExit(0)
     if args and args[0] in _COMMANDS:
         raise SystemExit(_control_main(args))
     if args and args[0] in ("-h", "--help") and len(args) == 1:
