@@ -18,6 +18,8 @@ from here; nothing here imports the rest of the package.
     transport to hear when its write buffer fills and drains.
   - L{peer_closed}: whether the peer of a socket we are not reading from
     has closed or reset it (POLLRDHUP/POLLHUP/POLLERR, nothing consumed).
+  - L{tls_handshake_pending}: a TLS transport still in its handshake
+    (its "buffer full" then means nothing).
   - L{import_without_tls}, L{enable_tls}: keep pyOpenSSL (about 13 MiB)
     out of a process that serves no TLS (docs/performance.md, "Memory").
 """
@@ -275,6 +277,16 @@ class BufferProducer:
 
     def stopProducing(self) -> None:
         self._full(False)
+
+
+def tls_handshake_pending(transport: Any) -> bool:
+    """
+    Whether C{transport} is a TLS transport whose handshake has not finished.
+    Twisted's TLS layer buffers application writes until then and reports
+    its buffer full (C{pauseProducing}) meanwhile, though nothing is jammed:
+    reading must go on, or the handshake never completes.
+    """
+    return getattr(transport, "_handshakeDone", True) is False
 
 
 class PeerClosed(enum.Enum):

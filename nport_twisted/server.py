@@ -29,11 +29,15 @@ from nport_twisted.config.portmap import ServicePort, operating_ports, port_conf
 from nport_twisted.device.adapter import Opener
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.events import EventPublisher
+from nport_twisted.device.portbuffer import buffer_spec
 from nport_twisted.net.context import IDeviceContext, IPortState
 from nport_twisted.net.listener import ListenError, NetTable
 from nport_twisted.net.session import PortContext
 
 FrontendBuilder = Callable[[PortContext], service.IService]
+
+#: The modes with port buffering (NPort 6000: TCP Server and Real COM).
+BUFFERED_MODES = frozenset((OpMode.REAL_COM, OpMode.TCP_SERVER))
 
 
 def disabled_frontend(ctx: PortContext) -> service.IService:
@@ -110,13 +114,19 @@ class PortService(service.MultiService):
         return self.channel.index
 
     def _install_frontend(self, operating: OperatingSettings) -> None:
-        # Real COM opens the device per connection; Disabled leaves it alone.
-        self.channel.set_keep_open(operating.mode not in (OpMode.REAL_COM, OpMode.DISABLED))
-        self.channel.set_presence_watch(operating.mode is OpMode.REAL_COM)
+        # Real COM opens the device per connection (unless port buffering keeps
+        # it reading between hosts); Disabled leaves it alone.
+        self.ctx = self._ctx_factory(self.channel, operating)
+        buffering = (buffer_spec(operating.port_buffer_kib, operating.port_buffer_location,
+                                 self.ctx.state_dir, f"port{self.channel.index + 1}")
+                     if operating.mode in BUFFERED_MODES else None)
+        self.channel.set_port_buffer(buffering)
+        realcom_closed = operating.mode is OpMode.REAL_COM and buffering is None
+        self.channel.set_keep_open(operating.mode is not OpMode.DISABLED and not realcom_closed)
+        self.channel.set_presence_watch(realcom_closed)
         self.channel.ignore_jammed = operating.ignore_jammed
         self.channel.set_packing(operating.packing())
         builder = self._builders[operating.mode]
-        self.ctx = self._ctx_factory(self.channel, operating)
         self.frontend = builder(self.ctx)
         self.frontend.setServiceParent(self)
 

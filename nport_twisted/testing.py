@@ -276,3 +276,114 @@ class FakePort:
         transport = FakeTcpTransport(peer)
         protocol.makeConnection(transport)
         return transport
+
+
+@attrs.frozen
+class TlsProbe:
+    """What L{moxa_tls_probe} saw."""
+
+    version: str  # "TLSv1.2"
+    cipher: str
+    #: None: nothing arrived after the handshake (as MOXA's daemon needs);
+    #: else why its first read would have failed.
+    failure: str | None
+    data: bytes = b""  # what the first successful read returned
+
+
+def moxa_tls_probe(host: str, port: int, *, quiet_for: float = 0.5, send: bytes = b"",
+                   expect: int = 0, timeout: float = 5.0,
+                   client_cert: str | None = None) -> TlsProbe:
+    """
+    Connect like MOXA's Real TTY daemon in secure mode (npreal2d ``ssl_init``
+    and ``ConnectSSL``, realcom.md §6.3): OpenSSL's flexible client method,
+    C{SSL_OP_ALL}, cipher list C{ALL:@STRENGTH}, C{SSL_MODE_AUTO_RETRY}, no
+    verification, no SNI; then read the data socket as its loop does: the
+    socket non-blocking, wait until it is readable, one C{SSL_read}.  A read
+    that yields no application data (a TLS 1.3 session ticket) is the
+    daemon's "connection closed": reported in C{failure}.
+
+    Blocking (run it in a thread beside a reactor): waits up to
+    C{quiet_for} seconds for anything to arrive after the handshake (the
+    failure case arrives within milliseconds), then sends C{send} and reads
+    until C{expect} bytes came, each wait bounded by C{timeout}.
+    """
+    import select
+    import socket
+    import time
+
+    from OpenSSL import SSL
+
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)  # SSLv23_client_method
+    ctx.set_options(SSL.OP_ALL)
+    ctx.set_cipher_list(b"ALL:@STRENGTH")
+    ctx.set_mode(0x00000004)  # SSL_MODE_AUTO_RETRY, as npreal2d sets it
+    if client_cert is not None:
+        ctx.use_privatekey_file(client_cert)
+        ctx.use_certificate_file(client_cert)
+    raw = socket.create_connection((host, port), timeout=timeout)
+    raw.setblocking(False)  # bounded waits with select (npreal2d handshakes non-blocking too)
+
+    def wait(readable: bool, until: float) -> None:
+        left = until - time.monotonic()
+        ready = select.select([raw] if readable else [], [] if readable else [raw], [],
+                              max(0.0, left))
+        if not any(ready):
+            raise TimeoutError(f"no progress within {timeout} s")
+
+    try:
+        conn = SSL.Connection(ctx, raw)
+        conn.set_connect_state()
+        until = time.monotonic() + timeout
+        while True:
+            try:
+                conn.do_handshake()
+                break
+            except SSL.WantReadError:
+                wait(True, until)
+            except SSL.WantWriteError:
+                wait(False, until)
+        version, cipher = conn.get_protocol_version_name(), conn.get_cipher_name() or ""
+
+        def read_once(wait: float) -> bytes | None:
+            readable, _, _ = select.select([raw], [], [], wait)
+            if not readable:
+                return None
+            try:
+                return bytes(conn.recv(65536))
+            except SSL.WantReadError:
+                raise _NoData() from None
+            except SSL.ZeroReturnError:
+                return b""
+
+        try:
+            first = read_once(quiet_for)
+        except _NoData:
+            return TlsProbe(version, cipher, "the first read after the handshake returned no "
+                                             "data (a post-handshake message)")
+        if first == b"":
+            return TlsProbe(version, cipher, "the server closed the connection")
+        got = first or b""
+        pending = send
+        until = time.monotonic() + timeout
+        while pending:
+            try:
+                pending = pending[conn.send(pending):]
+            except SSL.WantWriteError:
+                wait(False, until)
+            except SSL.WantReadError:
+                wait(True, until)
+        while len(got) < expect:
+            try:
+                more = read_once(timeout)
+            except _NoData:
+                continue  # part of a record: MOXA's rule is about the first read only
+            if not more:
+                return TlsProbe(version, cipher, f"only {len(got)} of {expect} bytes arrived", got)
+            got += more
+        return TlsProbe(version, cipher, None, got)
+    finally:
+        raw.close()
+
+
+class _NoData(Exception):
+    pass

@@ -102,6 +102,10 @@ STANDARD_BAUDRATES = (
 
 MAX_BAUDRATE = 4_000_000
 
+#: Port buffering limits (ours; MOXA's NPort 6000 keeps up to 20 MB on an SD card).
+MAX_MEMORY_BUFFER_KIB = 64 * 1024
+MAX_PORT_BUFFER_KIB = 1024 * 1024
+
 
 # -- converters and validators -----------------------------------------------
 
@@ -392,7 +396,12 @@ class OperatingSettings:
     local_tcp_port: int = attrs.field(default=0, validator=_range(0, 65535))
     command_port: int = attrs.field(default=0, validator=_range(0, 65535))
     data_port: int = attrs.field(default=0, validator=_range(0, 65535))  # Real COM
-    secure: bool = False  # Secure Real COM: TLS on the data port
+    # Secure Real COM / Secure TCP Server / RFC 2217: TLS on the data port
+    # (TLS 1.2, config/tls.py); the command port stays plain.
+    secure: bool = False
+    # Secure TCP Server / RFC 2217: a PEM file of CA certificates; clients must
+    # present a certificate one of them signed ("" = none asked; ours).
+    tls_ca_file: str = attrs.field(default="", validator=_text(255))
     # TCP Server: the command port takes only hosts holding a data connection
     # on this port (ours, issue 10; MOXA's device takes any host).
     command_requires_data: bool = True
@@ -409,9 +418,20 @@ class OperatingSettings:
     udp_local_port: int = attrs.field(default=0, validator=_range(0, 65535))
     # Pair Connection (master connects to the slave's TCP port)
     pair_remote: str = attrs.field(default="", validator=_text(63))
-    # Ethernet Modem / Reverse Telnet use local_tcp_port; Reverse Telnet's
-    # line-ending translation:
-    telnet_map_cr: str = attrs.field(default="cr", validator=_one_of(("cr", "lf", "crlf")))
+    # Ethernet Modem / Reverse Telnet use local_tcp_port.  Reverse Telnet's
+    # "Map <CR-LF>": what the client's Enter (CR LF, CR NUL or CR) becomes on
+    # the serial line (MOXA's option; its default CR-LF is unverified).
+    telnet_map_cr: str = attrs.field(default="crlf", validator=_one_of(("crlf", "cr", "lf")))
+    # Port buffering (NPort 6000): serial input kept while no host holds a
+    # TCP Server / Real COM port and delivered to the next one; 0 = off.
+    port_buffer_kib: int = attrs.field(default=0, validator=_range(0, MAX_PORT_BUFFER_KIB))
+    port_buffer_location: str = attrs.field(default="memory",
+                                            validator=_one_of(("memory", "state-dir")))
+
+    @pair_remote.validator
+    def _check_pair_remote(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if value:
+            _host_port(self, attribute, (value,))
 
     @destinations.validator
     def _check_destinations(self, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -428,6 +448,9 @@ class OperatingSettings:
             raise ValueError("delimiter2 needs delimiter1 (delimiter 2 alone does not work)")
         if self.inactivity_ms and self.force_transmit_ms and self.inactivity_ms <= self.force_transmit_ms:
             raise ValueError("inactivity_ms must be greater than force_transmit_ms")
+        if self.port_buffer_location == "memory" and self.port_buffer_kib > MAX_MEMORY_BUFFER_KIB:
+            raise ValueError(f"port_buffer_kib above {MAX_MEMORY_BUFFER_KIB} needs "
+                             "port_buffer_location state-dir")
 
     def packing(self) -> PackingConfig:
         """The serial-to-network packing rules of this port."""

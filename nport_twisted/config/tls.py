@@ -1,13 +1,30 @@
 # -*- test-case-name: tests.test_realcom -*-
 """
-Certificates for Secure Real COM (and later HTTPS).
+TLS for every face of the box: Secure Real COM's data port, Secure TCP
+Server and RFC 2217 data ports, and the web console's HTTPS.
 
-MOXA's driver is a TLS client that verifies nothing (realcom.md §6.3), so a
-self-signed certificate is enough; it is generated on first use (RSA 2048,
-SHA-256, which modern OpenSSL clients accept) and stored beside the
-settings file so the box keeps one identity.  A configured certificate
-(``realcom.pem`` with key and certificate) in the state directory is used
-as it is.
+Certificates: MOXA's driver is a TLS client that verifies nothing
+(realcom.md §6.3), so a self-signed certificate is enough; it is generated
+on first use (RSA 2048, SHA-256, which modern OpenSSL clients accept) and
+stored beside the settings file so the box keeps one identity.  A
+configured certificate (``realcom.pem`` with key and certificate) in the
+state directory is used as it is.
+
+Protocol (L{server_tls}): **TLS 1.2 only, no post-handshake message.**
+MOXA's Real TTY daemon (npreal2d, SSL build) reads its data socket
+non-blocking with C{SSL_read} and takes any read that yields no
+application data as a closed connection.  A TLS 1.3 server sends its
+session tickets (NewSessionTicket) right after the handshake: exactly such
+a read, so the daemon dropped every session after PORT_INIT (issue 15).
+With TLS 1.2 every handshake message, a session ticket included, comes
+before the server's Finished; nothing follows it.  TLS 1.3 without tickets
+would need C{SSL_CTX_set_num_tickets(0)}, which pyOpenSSL (26.4, the TLS
+stack Twisted uses) does not expose: C{OP_NO_TICKET} and a disabled session
+cache still send one ticket (benchmarks/tls_choice.py shows it, with the
+figures that made the choice: one more round trip per connection, the same
+CPU and throughput, docs/performance.md).  Renegotiation is refused too.
+Optional client-certificate verification against a CA file (Secure TCP
+Server, RFC 2217: C{tls_ca_file}).
 """
 
 from __future__ import annotations
@@ -16,6 +33,7 @@ import datetime
 import os
 import stat
 import tempfile
+from typing import Any, Callable
 
 from twisted.logger import Logger
 
@@ -105,3 +123,65 @@ def tls_endpoint_options(state_dir: str | None) -> str:
     # Escaped as twisted.internet.endpoints.quoteStringArgument does.
     path = certificate_path(state_dir).replace("\\", "\\\\").replace(":", "\\:")
     return f":privateKey={path}:certKey={path}"
+
+
+def server_tls(state_dir: str | None, cert_file: str | None = None,
+               ca_file: str | None = None) -> Any:
+    """
+    The server TLS settings of every listener of the box (a Twisted
+    C{CertificateOptions}): TLS 1.2 only, no session tickets, no
+    renegotiation (the module docstring says why), the key and certificate
+    of C{cert_file} (a PEM holding both) or the box's own
+    (L{certificate_path}).  With C{ca_file} (PEM, one or more CA
+    certificates) a client must present a certificate those CAs signed.
+
+    Loads the TLS stack (L{nport_twisted._txinternals.enable_tls}).
+
+    @raise ValueError: naming the file, when a file cannot be read or holds
+        no key, certificate or CA certificate.
+    """
+    from nport_twisted._txinternals import enable_tls
+
+    enable_tls()
+    from OpenSSL import SSL, crypto
+    from twisted.internet import ssl as tssl
+
+    path = cert_file if cert_file else certificate_path(state_dir)
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+        own = tssl.PrivateCertificate.loadPEM(pem)
+    except (OSError, crypto.Error, ValueError) as e:
+        raise ValueError(f"TLS certificate {path}: cannot use it ({_why(e)}); it must be a PEM "
+                         "file with the private key and the certificate") from None
+    ca_certs = _load_ca(ca_file) if ca_file else None
+    options = tssl.CertificateOptions(
+        privateKey=own.privateKey.original, certificate=own.original,
+        raiseMinimumTo=tssl.TLSVersion.TLSv1_2, lowerMaximumSecurityTo=tssl.TLSVersion.TLSv1_2,
+        enableSessionTickets=False, verify=ca_certs is not None, caCerts=ca_certs,
+        requireCertificate=True)
+    # The context is built once and kept by the options: refuse renegotiation
+    # (a server-side post-handshake exchange, and a CPU sink) on it.
+    options.getContext().set_options(SSL.OP_NO_RENEGOTIATION)
+    return options
+
+
+def _load_ca(path: str) -> list[Any]:
+    from cryptography import x509
+    from OpenSSL import crypto
+
+    try:
+        with open(path, "rb") as f:
+            certs = x509.load_pem_x509_certificates(f.read())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"tls_ca_file {path}: cannot read CA certificates ({_why(e)})") from None
+    return [crypto.X509.from_cryptography(c) for c in certs]
+
+
+def _why(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+def tls_for(state_dir: str | None, ca_file: str = "") -> Callable[[], Any]:
+    """L{server_tls} as a callable for L{nport_twisted.net.listener.ListenerService}'s C{tls}."""
+    return lambda: server_tls(state_dir, ca_file=ca_file or None)

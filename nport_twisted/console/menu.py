@@ -738,7 +738,7 @@ class ConsoleMenu:
 
     _MONITOR = (
         ("Line", (("Mode", "mode"), ("Device", "device"), ("Listening", "listening"),
-                  ("Connected peers", "peers"))),
+                  ("Connected peers", "peers"), ("Buffered", "buffered"))),
         ("Async", (("Tx", "tx"), ("Rx", "rx"), ("DSR", "dsr"), ("CTS", "cts"), ("DCD", "dcd"),
                    ("Parity err", "parity"), ("Framing err", "framing"),
                    ("Overrun err", "overrun"), ("Break", "break"))),

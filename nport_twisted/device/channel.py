@@ -52,6 +52,7 @@ from nport_twisted.device.adapter import (
 from nport_twisted.device.locks import DeviceBusy
 from nport_twisted.events import DeviceStateChanged, EventPublisher, ModemLineChanged
 from nport_twisted.device.lines import LineCounters, LineEvents, ModemLines
+from nport_twisted.device.portbuffer import BufferSpec, PortBuffer, open_buffer
 from nport_twisted.wire.packing import Packer, PackingConfig
 
 # Front-ends take the line-state values from here, never from the device adapter.
@@ -196,6 +197,12 @@ class SerialChannel(service.Service):
         self._listeners: list[Callable[[], None]] = []
         # Modem-line and device events for Auto Warning, syslog and the monitor.
         self.events = events if events is not None else EventPublisher(clock)
+        # Port buffering: serial input kept while no session takes data.
+        self._buffer: PortBuffer | None = None
+        self._buffer_spec: BufferSpec | None = None
+        self._drain_to: IChannelSession | None = None  # the session the buffer goes to now
+        self._drain_call: IDelayedCall | None = None
+        self._buffer_full_logged = False
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -282,11 +289,20 @@ class SerialChannel(service.Service):
             self._try_open()
 
     def release(self) -> Deferred[None]:
-        """The front-end no longer needs it; the last release closes it unless kept open."""
+        """
+        The front-end no longer needs it; the last release closes it unless
+        kept open.  Kept open (Real COM with port buffering), the last host's
+        session ends as a close would end it: the configured settings return
+        and DTR/RTS go back on.
+        """
         self._holders = max(0, self._holders - 1)
         if self._holders == 0 and not self.keep_open:
             self._cancel_retry()
             return self._close()
+        if self._holders == 0 and self._override is not None:
+            self.clear_override()
+            self.set_dtr(True)
+            self.set_rts(True)
         return succeed(None)
 
     def _wanted(self) -> bool:
@@ -458,6 +474,93 @@ class SerialChannel(service.Service):
             return self.actual_settings
         return settings
 
+    # -- port buffering ---------------------------------------------------------------
+
+    #: Bytes of buffered data handed to a session per reactor turn while it drains.
+    DRAIN_PER_TURN = 256 * 1024
+    _DRAIN_PIECE = 16 * 1024
+
+    def set_port_buffer(self, spec: BufferSpec | None) -> None:
+        """
+        Keep serial input while no session takes data (C{spec}), or not
+        (None).  The same spec again keeps what is buffered; another one
+        replaces the store (a memory store's content is dropped and logged; a
+        file keeps its content for when it is used again).
+        """
+        if spec == self._buffer_spec:
+            return
+        old, self._buffer = self._buffer, None
+        self._buffer_spec = spec
+        self._drain_to = None
+        if old is not None:
+            if old.size and getattr(old, "path", None) is None:
+                self._log.warn("{channel}: port buffering changed; {size} buffered bytes dropped",
+                               channel=self.name, size=old.size)
+                self.stats.serial_rx_dropped += old.size
+            old.close()
+        if spec is not None:
+            self._buffer = open_buffer(spec)
+            self._buffer_full_logged = False
+        self._changed()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """Serial bytes kept for the next session (port buffering; the monitor shows it)."""
+        return self._buffer.size if self._buffer is not None else 0
+
+    @staticmethod
+    def _takes_data(session: IChannelSession) -> bool:
+        # A command-only ASPP connection is a session that receives no serial data.
+        return bool(getattr(session, "takes_serial_data", True))
+
+    def _keep(self, chunk: bytes) -> None:
+        """Into the port buffer; what does not fit is dropped and counted (logged once per fill)."""
+        assert self._buffer is not None
+        kept = self._buffer.append(chunk)
+        if kept < len(chunk):
+            self.stats.serial_rx_dropped += len(chunk) - kept
+            if not self._buffer_full_logged:
+                self._buffer_full_logged = True
+                self._log.warn("{channel}: port buffer full ({size} bytes); newer serial input "
+                               "is dropped until a host takes it", channel=self.name,
+                               size=self._buffer.capacity)
+
+    def _start_drain(self, session: IChannelSession) -> None:
+        if (self._buffer is None or not self._buffer.size or self._drain_to is not None
+                or not self._takes_data(session)):
+            return
+        self._drain_to = session
+        self._log.info("{channel}: delivering {size} buffered bytes to {session!r}",
+                       channel=self.name, size=self._buffer.size, session=session)
+        self._drain()
+
+    def _schedule_drain(self) -> None:
+        if self._drain_call is None or not self._drain_call.active():
+            self._drain_call = self.clock.callLater(0, self._drain)
+
+    def _drain(self) -> None:
+        """Hand buffered bytes to their session, oldest first, while it is not jammed."""
+        self._drain_call = None
+        buffer, session = self._buffer, self._drain_to
+        if buffer is None or session is None:
+            return
+        budget = self.DRAIN_PER_TURN
+        while buffer.size and session in self._sessions and session not in self._jammed:
+            if budget <= 0:
+                self._schedule_drain()  # the rest next turn: other ports get their share
+                return
+            piece = buffer.peek(min(self._DRAIN_PIECE, budget))
+            if not piece:
+                break
+            buffer.consume(len(piece))
+            budget -= len(piece)
+            if not self._call(session, lambda s: s.serial_data(piece)):
+                break
+        if not buffer.size:
+            self._drain_to = None
+            self._buffer_full_logged = False
+            self._changed()
+
     def set_packing(self, config: PackingConfig) -> None:
         """Replace the packing rules; what the old packer held is sent first."""
         self._flush_packer()
@@ -502,6 +605,7 @@ class SerialChannel(service.Service):
         self.stats.connections_active = len(self._sessions)
         if self._tx_paused:
             self._call(session, lambda s: s.pause_input())
+        self._start_drain(session)
         self._changed()
 
     def detach(self, session: IChannelSession) -> None:
@@ -510,6 +614,8 @@ class SerialChannel(service.Service):
             return
         self._sessions.remove(session)
         self.stats.connections_active = len(self._sessions)
+        if session is self._drain_to:
+            self._drain_to = None  # the rest waits for the next session
         self.set_jammed(session, False)
         self._changed()
 
@@ -542,6 +648,8 @@ class SerialChannel(service.Service):
             self._jammed.add(session)
         else:
             self._jammed.discard(session)
+            if session is self._drain_to:
+                self._schedule_drain()
         self._update_reader()
 
     def _update_reader(self) -> None:
@@ -593,16 +701,24 @@ class SerialChannel(service.Service):
     def _deliver(self, chunk: bytes) -> None:
         self.stats.frames += 1
         sessions = self._sessions
-        if len(sessions) == 1 and not self._jammed:
-            # One peer, not jammed (the common case): no copy of the list, no
-            # closure.  Several peers or a jam take the general loop below.
+        if len(sessions) == 1 and not self._jammed and self._buffer is None:
+            # One peer, not jammed, no port buffering (the common case): no copy
+            # of the list, no closure.  Everything else takes the general loop.
             session = sessions[0]
             try:
                 session.serial_data(chunk)
             except Exception:
                 self._failed(session)
             return
-        if not sessions:
+        buffer = self._buffer
+        if buffer is not None:
+            takers = [s for s in sessions if self._takes_data(s)]
+            if not takers or self._drain_to is not None:
+                # Nobody takes data, or the buffer is still going to its session:
+                # behind what is buffered, in order.
+                self._keep(chunk)
+            sessions = [s for s in takers if s is not self._drain_to]
+        elif not sessions:
             self.stats.serial_rx_dropped += len(chunk)
             return
         for session in list(sessions):

@@ -135,20 +135,17 @@ class RealComService(service.MultiService):
 
 def realcom_frontend(ctx: PortContext, options: RealComOptions | None = None) -> RealComService:
     """The services of Real COM mode for one port: data and command listeners."""
-    from nport_twisted.config.tls import tls_endpoint_options
-
     port = RealComPort(ctx, options)
     front = RealComService(port)
     data_port = ctx.operating.data_port or realcom_data_port(ctx.index)
     cmd_port = ctx.operating.command_port or realcom_command_port(ctx.index)
-    data_desc = ctx.endpoint("tcp", data_port)
-    if ctx.operating.secure:
-        data_desc = "ssl" + data_desc[3:] + tls_endpoint_options(ctx.state_dir)
-    ListenerService(ctx.reactor, data_desc, SessionFactory(port.data_gate, lambda: DataProtocol(port)),
-                    ctx.net, ctx.index).setServiceParent(front)
+    # Secure Real COM: TLS 1.2 without post-handshake messages, which MOXA's
+    # SSL daemon needs (config/tls.py); never a client certificate (it sends none).
+    tls = ctx.data_tls(client_certificates=False)
+    ListenerService(ctx.reactor, ctx.endpoint("tcp", data_port),
+                    SessionFactory(port.data_gate, lambda: DataProtocol(port)),
+                    ctx.net, ctx.index, tls=tls).setServiceParent(front)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", cmd_port),
                     SessionFactory(port.command_gate, lambda: CommandProtocol(port)),
                     ctx.net, ctx.index).setServiceParent(front)
     return front
-
-

@@ -4,7 +4,8 @@ RFC 2217 mode: the serial port over telnet with the COM-PORT-OPTION.
 
 Wire protocol (docs/modes/rfc2217.md is the user-facing version):
 
-  local TCP port 4001+n-1 (settings ``local_tcp_port``): telnet.  On
+  local TCP port 4001+n-1 (settings ``local_tcp_port``; TLS 1.2 with
+  ``secure``, client certificates with ``tls_ca_file``): telnet.  On
   connect we send IAC WILL BINARY, DO BINARY, WILL SGA, DO SGA and
   DO COM-PORT-OPTION; we accept DO COM-PORT-OPTION (WILL) and refuse every
   other option (WONT/DONT).  Data is 8-bit clean with IAC doubled both
@@ -521,5 +522,5 @@ def rfc2217_frontend(ctx: PortContext) -> Rfc2217Service:
     front = Rfc2217Service(factory)
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", port), factory, ctx.net,
-                    ctx.index).setServiceParent(front)
+                    ctx.index, tls=ctx.data_tls()).setServiceParent(front)
     return front

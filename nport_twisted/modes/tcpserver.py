@@ -100,6 +100,9 @@ class CommandOnlyPair(Pair):
     drivers to control a port whose data flows on the TCP Server port.
     """
 
+    #: It takes no serial data: with port buffering, data waits for a data connection.
+    takes_serial_data = False
+
     @property
     def data_ready(self) -> bool:
         return True
@@ -207,7 +210,7 @@ def tcp_server_frontend(ctx: PortContext) -> TcpServerService:
     front = TcpServerService(factory, command_port)
     port = ctx.operating.local_tcp_port or tcp_server_port(ctx.index)
     ListenerService(ctx.reactor, ctx.endpoint("tcp", port), factory, ctx.net,
-                    ctx.index).setServiceParent(front)
+                    ctx.index, tls=ctx.data_tls()).setServiceParent(front)
     if ctx.operating.command_port_enabled:
         factory.command_port = command_port
         tcp_server_command_listener(ctx, port=command_port).setServiceParent(front)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import errno
 import re
 import weakref
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 from twisted.application import service
@@ -133,13 +133,20 @@ class ListenerService(service.Service):
     """
     Listens on one endpoint while running.  A privileged port without
     permission fails start-up with an error that names the fixes.
+
+    With C{tls} (a callable returning the server TLS settings, see
+    L{nport_twisted.config.tls.server_tls}) the C{tcp:} endpoint serves TLS;
+    it is called at start, so a bad certificate or CA file fails the start
+    like a refused port, with one line naming the file.
     """
 
     _log = Logger()
 
     def __init__(self, reactor: IReactorCore, description: str, factory: IProtocolFactory,
-                 net: NetTable | None = None, port_index: int | None = None) -> None:
+                 net: NetTable | None = None, port_index: int | None = None,
+                 tls: Callable[[], Any] | None = None) -> None:
         self._reactor = reactor
+        self.tls = tls
         self.description = description
         self.factory = factory
         self._net = net
@@ -150,7 +157,7 @@ class ListenerService(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        endpoint = serverFromString(self._reactor, self.description)
+        endpoint = self._endpoint()
         d = endpoint.listen(self.factory)
         failure: list[Any] = []
 
@@ -188,6 +195,20 @@ class ListenerService(service.Service):
         except ValueError:
             return self.description, 0, ""
         return ("tcp" if kind in ("tcp", "ssl", "tcp6") else kind), port, interface
+
+    def _endpoint(self) -> Any:
+        if self.tls is None:
+            return serverFromString(self._reactor, self.description)
+        from twisted.internet.endpoints import SSL4ServerEndpoint
+
+        try:
+            options = self.tls()
+        except (ValueError, OSError) as e:
+            message = f"cannot listen on {self.description} with TLS: {e}"
+            self._log.critical("{message}", message=message)
+            raise ListenError(message) from None
+        _, port, interface = split_endpoint(self.description)
+        return SSL4ServerEndpoint(self._reactor, port, options, interface=interface)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()

@@ -48,6 +48,7 @@ from nport_twisted._txinternals import (
     fast_io,
     peer_closed,
     slow_io,
+    tls_handshake_pending,
     unread_bytes,
     unsent_bytes,
     write_now,
@@ -526,6 +527,8 @@ class AdmittedSession(Protocol, ClockedTimeout):
             self.write_buffer_changed()
 
     def _reply_jam(self, full: bool) -> None:
+        if full and tls_handshake_pending(self.transport):
+            return  # the greeting waits for the TLS handshake, which needs our reading
         if full:
             self.pause_reading(ReadHold.PEER_NOT_READING)
             if self._jam_timer is None and self.jam_timeout > 0:
@@ -681,6 +684,20 @@ class PortContext:
         """(port after --port-offset, interface) of one of this box's local ports."""
         _, actual, interface = split_endpoint(self.endpoint(proto, port))
         return actual, interface
+
+    def data_tls(self, client_certificates: bool = True) -> Callable[[], Any] | None:
+        """
+        The TLS of this port's data listener (for L{ListenerService}'s
+        C{tls}) when C{secure} is on, else None: TLS 1.2 with nothing after
+        the handshake (config/tls.py), client certificates checked against
+        C{tls_ca_file} when one is set and C{client_certificates} is true.
+        """
+        if not self.operating.secure:
+            return None
+        from nport_twisted.config.tls import tls_for
+
+        ca = self.operating.tls_ca_file if client_certificates else ""
+        return tls_for(self.state_dir, ca)
 
     def gate(self, kind: str = "connection", *, limited: bool = True,
              inactivity: bool = True) -> Gate:

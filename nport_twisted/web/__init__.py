@@ -37,11 +37,6 @@ class _Announce(service.Service):
         self.console.announce()
 
 
-def _quote(text: str) -> str:
-    """Escape for an endpoint string argument (as endpoints.quoteStringArgument)."""
-    return text.replace("\\", "\\\\").replace(":", "\\:")
-
-
 def web_services(
     server: IDeviceContext,
     http_port: int | None = HTTP_PORT,
@@ -71,17 +66,14 @@ def web_services(
         listener.setName("web-http")
         services.append(listener)
     if https_port is not None:
-        if cert is not None:
-            from nport_twisted._txinternals import enable_tls
+        from nport_twisted.config.tls import server_tls
 
-            enable_tls()  # the TLS stack is imported for TLS listeners only
-            options = f":privateKey={_quote(cert)}:certKey={_quote(cert)}"
-        else:
-            from nport_twisted.config.tls import tls_endpoint_options
-
-            options = tls_endpoint_options(server.state_dir)
+        # The same TLS as the serial ports' (TLS 1.2, nothing after the
+        # handshake): a MOXA tool opening the console over HTTPS is served too.
+        state_dir = server.state_dir
         listener = ListenerService(
-            server.reactor, server.endpoint("ssl", https_port) + options, site, server.net, None
+            server.reactor, server.endpoint("tcp", https_port), site, server.net, None,
+            tls=lambda: server_tls(state_dir, cert_file=cert),
         )
         listener.setName("web-https")
         services.append(listener)

@@ -461,6 +461,7 @@ class WebConsole:
                 if c.port_index == index
             ],
             "sessions": len(channel.sessions),
+            "buffered": channel.buffered_bytes,  # port buffering
             "counters": attrs.asdict(channel.stats),
             "modem": None
             if modem is None

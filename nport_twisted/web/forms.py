@@ -333,7 +333,27 @@ OPERATING_FIELDS: dict[str, Field] = {
         Field("local_tcp_port", "Local TCP port", "int", help="0 = 4001+n-1", size=6),
         Field("command_port", "Command port", "int", help="0 = 966+n-1", size=6),
         Field("data_port", "Data port", "int", help="0 = 950+n-1", size=6),
-        Field("secure", "Secure (TLS)", "bool"),
+        Field("secure", "Secure (TLS)", "bool", help="TLS 1.2 on the data port"),
+        Field(
+            "tls_ca_file",
+            "Client certificate CA file",
+            help="PEM file on the box; empty = no client certificate asked",
+            size=40,
+        ),
+        Field(
+            "port_buffer_kib",
+            "Port buffering (KiB)",
+            "int",
+            help="0 = off; serial data kept for the next host (memory: up to 65536)",
+            size=8,
+        ),
+        Field(
+            "port_buffer_location",
+            "Port buffer kept in",
+            "choice",
+            (Choice("memory", "Memory", "memory"),
+             Choice("state-dir", "State directory (beside the settings file)", "state-dir")),
+        ),
         Field(
             "command_port_enabled",
             "Command port on",
@@ -355,12 +375,13 @@ OPERATING_FIELDS: dict[str, Field] = {
             "connection_control", "Connection control", "choice", _enum_choices(ConnectionControl)
         ),
         Field("udp_local_port", "Local listen port", "int", help="0 = 4001+n-1", size=6),
-        Field("pair_remote", "Destination IP:port"),
+        Field("pair_remote", "Destination IP:port", help="the slave's HOST:PORT"),
         Field(
             "telnet_map_cr",
-            "Map <CR>",
+            "Map <CR-LF>",
             "choice",
-            tuple(Choice(x, x.upper(), x) for x in ("cr", "lf", "crlf")),
+            (Choice("crlf", "CR-LF", "crlf"), Choice("cr", "CR", "cr"), Choice("lf", "LF", "lf")),
+            help="what the telnet client's Enter becomes on the serial line",
         ),
     )
 }
@@ -378,8 +399,12 @@ MODE_FIELDS: dict[OpMode, tuple[str, ...]] = {
         "data_port",
         "command_port",
         "secure",
+        "port_buffer_kib",
+        "port_buffer_location",
     ),
-    OpMode.RFC2217: ("tcp_alive_check_min", *_PACKING, "local_tcp_port"),
+    OpMode.RFC2217: (
+        "tcp_alive_check_min", *_PACKING, "local_tcp_port", "secure", "tls_ca_file",
+    ),
     OpMode.TCP_SERVER: (
         "tcp_alive_check_min",
         "inactivity_ms",
@@ -391,6 +416,10 @@ MODE_FIELDS: dict[OpMode, tuple[str, ...]] = {
         "command_port_enabled",
         "command_port",
         "command_requires_data",
+        "secure",
+        "tls_ca_file",
+        "port_buffer_kib",
+        "port_buffer_location",
     ),
     OpMode.TCP_CLIENT: (
         "tcp_alive_check_min",
@@ -402,15 +431,18 @@ MODE_FIELDS: dict[OpMode, tuple[str, ...]] = {
         "connection_control",
     ),
     OpMode.UDP: (*_PACKING, "udp_destinations", "udp_local_port"),
-    OpMode.PAIR_MASTER: ("tcp_alive_check_min", "pair_remote"),
-    OpMode.PAIR_SLAVE: ("tcp_alive_check_min", "local_tcp_port"),
+    OpMode.PAIR_MASTER: ("tcp_alive_check_min", *_PACKING, "pair_remote"),
+    OpMode.PAIR_SLAVE: ("tcp_alive_check_min", *_PACKING, "local_tcp_port"),
     OpMode.REVERSE_TELNET: (
         "tcp_alive_check_min",
         "inactivity_ms",
+        "max_connection",
+        "ignore_jammed",
+        *_PACKING,
         "local_tcp_port",
         "telnet_map_cr",
     ),
-    OpMode.ETHERNET_MODEM: ("tcp_alive_check_min", "local_tcp_port"),
+    OpMode.ETHERNET_MODEM: ("tcp_alive_check_min", *_PACKING, "local_tcp_port"),
     OpMode.DISABLED: (),
 }
 
@@ -523,7 +555,8 @@ def parse_field(field: Field, form: Mapping[str, str]) -> Any:
 
 def parse_fields(fields: Iterable[Field], form: Mapping[str, str], base: _T) -> _T:
     """
-    C{base} with every field of C{fields} taken from C{form}.
+    C{base} with every field of C{fields} taken from C{form} (a number or
+    choice the form does not carry at all keeps its value).
 
     @raise FieldErrors: naming each field that does not validate.
     """
@@ -532,6 +565,8 @@ def parse_fields(fields: Iterable[Field], form: Mapping[str, str], base: _T) -> 
     for f in fields:
         if f.kind == "secret" and not form.get(f.name):
             continue  # empty = keep the stored secret
+        if f.kind in ("int", "choice") and f.name not in form:
+            continue  # not in the form at all (an older page or script): keep the value
         try:
             values[f.name] = parse_field(f, form)
         except ValueError as e:
@@ -731,6 +766,7 @@ def monitor_display(status: Mapping[str, Any]) -> dict[str, str]:
         "mode": MODE_LABELS[OpMode(status["mode"])],
         "listening": ", ".join(status["listeners"]) or "-",
         "peers": ", ".join(status["peers"]) or "-",
+        "buffered": str(status.get("buffered", 0)),
         "device": status["device"] + ("" if status["open"] else " (closed)"),
         "tx": str(counters["serial_tx_bytes"]),
         "rx": str(counters["serial_rx_bytes"]),

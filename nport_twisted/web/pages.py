@@ -794,6 +794,7 @@ class MonitorPage(HtmlPage):
                 ("Device", "device"),
                 ("Listening", "listening"),
                 ("Connected peers", "peers"),
+                ("Buffered bytes", "buffered"),
             ),
         ),
         (
