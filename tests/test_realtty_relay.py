@@ -479,6 +479,20 @@ class ReconnectTests(_RelayTestCase):
         self.assertEqual(h.relay.status()["reconnects"], 1)
 
 
+class KeepAliveTests(_RelayTestCase):
+    """The device's keep-alive probes on an idle port."""
+
+    def test_polling_answered(self) -> None:
+        """Idle for two minutes: every POLLING is answered with ALIVE and the port stays open."""
+        h, fd = self.opened()
+        before = len(h.sent())
+        h.advance(120.0, step=0.5)
+        alive = h.sent()[before:]
+        self.assertGreaterEqual(alive.count(b"\x28\x01"), 2)
+        self.assertIs(h.relay.state, RelayState.OPEN)
+        self.assertEqual((len(h.commands), h.relay.status()["reconnects"]), (1, 0))
+
+
 class StopTests(_RelayTestCase):
     """The service stops."""
 
