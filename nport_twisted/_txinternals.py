@@ -16,6 +16,8 @@ from here; nothing here imports the rest of the package.
     socket (Real COM WAIT_OQUEUE and FLUSH).
   - L{BufferProducer}: the one push-producer adapter, registered with a
     transport to hear when its write buffer fills and drains.
+  - L{TtyEof}: whether an empty read from a serial device is a hang-up
+    or only a flushed wake-up (VMIN=0 ttys answer 0 bytes for "nothing").
   - L{peer_closed}: whether the peer of a socket we are not reading from
     has closed or reset it (POLLRDHUP/POLLHUP/POLLERR, nothing consumed).
   - L{tls_handshake_pending}: a TLS transport still in its handshake
@@ -124,6 +126,64 @@ def write_now(transport: Any, data: bytes) -> None:
     transport.write(data)
 
 
+class TtyEof:
+    """
+    Tells a hang-up from an empty read on a serial device.
+
+    pyserial opens a port with VMIN=0, VTIME=0, and a tty in that state
+    answers C{read()} with 0 bytes whenever nothing is queued, O_NONBLOCK
+    or not.  That happens without any hang-up: input that made the
+    descriptor readable is flushed before we read it (a Real COM FLUSH,
+    RFC 2217 PURGE-DATA or a tcflush by another holder of the tty).
+    Twisted takes every empty read as end of file and closes the device
+    for everyone ("vanished (hang-up)"), losing what was being written.
+    A real hang-up (carrier lost, pty master closed, adapter gone) also
+    raises POLLHUP or POLLERR, so an empty read counts only with one of
+    those, or when empty reads keep coming (C{limit} in a row) so that a
+    descriptor that stays readable with nothing to read cannot spin the loop.
+    """
+
+    limit = 64
+
+    def __init__(self) -> None:
+        #: Empty reads since the last one that returned data.
+        self.streak = 0
+
+    def hung_up(self, fd: int) -> bool:
+        """After a read of C{fd} returned no bytes: whether to treat it as end of file."""
+        self.streak += 1
+        if self.streak >= self.limit:
+            return True
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)  # POLLHUP/POLLERR/POLLNVAL are always reported
+        try:
+            events = poller.poll(0)
+        except OSError:
+            return True
+        return any(mask & (select.POLLHUP | select.POLLERR | select.POLLNVAL)
+                   for _, mask in events)
+
+
+def read_serial(fd: int, deliver: Callable[[bytes], object], eof: TtyEof) -> object:
+    """
+    One read of a serial device, as Twisted's C{fdesc.readFromFD} does it
+    (EAGAIN/EINTR: nothing; another error: connection lost; data to
+    C{deliver}), except that an empty read is end of file only when
+    C{eof} says it is a hang-up.
+    """
+    from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
+
+    try:
+        data = os.read(fd, 8192)
+    except OSError as e:
+        return None if e.errno in (errno.EAGAIN, errno.EINTR) else CONNECTION_LOST
+    if not data:
+        return CONNECTION_DONE if eof.hung_up(fd) else None
+    eof.streak = 0
+    deliver(data)
+    return None
+
+
 #: A read this long from a serial device may have left more behind (ptys give 4095 at most).
 _PTY_READ = 4095
 #: Bytes gathered from a serial device in one event at most (L{fast_io}).
@@ -163,6 +223,7 @@ def fast_io(reactor: Any, transport: Any) -> bool:
             return None
     else:
         fd, os_read = transport.fileno(), os.read
+        eof = getattr(transport, "tty_eof", None) or TtyEof()
 
         def read() -> object:
             try:
@@ -170,7 +231,8 @@ def fast_io(reactor: Any, transport: Any) -> bool:
             except OSError as e:
                 return None if e.errno in (errno.EAGAIN, errno.EINTR) else CONNECTION_LOST
             if not data:
-                return CONNECTION_DONE
+                return CONNECTION_DONE if eof.hung_up(fd) else None
+            eof.streak = 0
             if len(data) >= _PTY_READ:
                 # A pty (and many UART drivers) hands over at most about 4 KiB per
                 # read: take what else is there now, up to SERIAL_GATHER, so a busy

@@ -28,7 +28,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from nport_twisted.device.channel import IChannelSession, SerialChannel
-from nport_twisted.device.adapter import ISerialControl, PySerialControl, open_serial_port
+from nport_twisted.device.adapter import SHARED, ISerialControl, PySerialControl, open_serial_port
 from nport_twisted.config.settings import Parity, SerialInterface, SerialSettings
 from tests.e2e_util import poll_until
 
@@ -516,3 +516,89 @@ class WriteNowFallbackTests(SynchronousTestCase):
 
         self.assertEqual((bool(_direct_write_type(TlsFd)), bool(_direct_write_type(FileDescriptor))),
                          (False, True))
+
+
+class _Collect(Protocol):
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received.append(data)
+
+
+def _wait_readable(fd: int) -> None:
+    """Block (bounded) until C{fd} has input: the kernel's pty hand-over is not instant."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if not poller.poll(5000):
+        raise AssertionError("the pty never became readable")
+
+
+class FlushedWakeUpTests(SynchronousTestCase):
+    """
+    A tty at VMIN=0 answers read() with 0 bytes when the input that woke the
+    reader was flushed first (Real COM FLUSH, PURGE-DATA, tcflush): that is
+    not a hang-up, and the device must stay open for everyone.
+    """
+
+    def _port(self) -> tuple[Pty, Any, _Collect]:
+        from twisted.internet.testing import MemoryReactor
+
+        pty = Pty(self)
+        tty.setraw(pty.master)
+        protocol = _Collect()
+        handle = open_serial_port(MemoryReactor(), SHARED)(protocol, pty.path, SerialSettings())
+        self.addCleanup(handle.transport.connectionLost, Failure(ConnectionDone()))
+        return pty, handle.transport, protocol
+
+    def _flushed_wake_up(self, pty: Pty, fd: int) -> None:
+        os.write(pty.master, b"lost")
+        _wait_readable(fd)
+        termios.tcflush(fd, termios.TCIFLUSH)
+
+    def test_serial_port_read_after_flush(self) -> None:
+        """SerialPort.doRead after a flushed wake-up keeps the port; later bytes arrive."""
+        pty, port, protocol = self._port()
+        fd = port.fileno()
+        self._flushed_wake_up(pty, fd)
+        self.assertIsNone(port.doRead())
+        os.write(pty.master, b"kept")
+        _wait_readable(fd)
+        self.assertIsNone(port.doRead())
+        self.assertEqual(b"".join(protocol.received), b"kept")
+
+    def test_fast_reader_after_flush(self) -> None:
+        """The reactor's fast reader (fast_io) follows the same rule."""
+        from nport_twisted._txinternals import fast_io
+
+        pty, port, protocol = self._port()
+        readers: list[Any] = []
+
+        class Reactor:
+            def add_fast_reader(self, selectable: Any, read: Any) -> None:
+                readers.append(read)
+
+        self.assertTrue(fast_io(Reactor(), port))
+        fd = port.fileno()
+        self._flushed_wake_up(pty, fd)
+        self.assertIsNone(readers[0]())
+        os.write(pty.master, b"kept")
+        _wait_readable(fd)
+        self.assertIsNone(readers[0]())
+        self.assertEqual(b"".join(protocol.received), b"kept")
+
+    def test_master_closed_is_hang_up(self) -> None:
+        """A closed pty master still ends the port (EIO or an empty read with POLLHUP)."""
+        pty, port, _ = self._port()
+        pty.close()
+        self.assertIsNotNone(port.doRead())
+
+    def test_endless_empty_reads_end_the_port(self) -> None:
+        """A descriptor that keeps waking with nothing to read cannot spin the loop."""
+        from nport_twisted._txinternals import TtyEof
+
+        pty, port, _ = self._port()
+        fd = port.fileno()
+        results = [port.doRead() for _ in range(TtyEof.limit)]
+        self.assertEqual(results[:-1], [None] * (TtyEof.limit - 1))
+        self.assertIsNotNone(results[-1])

@@ -26,7 +26,7 @@ from twisted.internet.protocol import Protocol as TwistedProtocol
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
-from nport_twisted._txinternals import discard_unsent, unsent_bytes
+from nport_twisted._txinternals import TtyEof, discard_unsent, read_serial, unsent_bytes
 from nport_twisted.device.locks import (
     DeviceBusy,
     acquire,
@@ -316,7 +316,10 @@ class _KeepInputSerial(serial.Serial):  # type: ignore[misc]
 
 
 def _serial_port_class() -> type[Any]:
-    """Twisted's SerialPort without its open-time input flush (imported lazily)."""
+    """
+    Twisted's SerialPort without its open-time input flush, and without
+    taking a flushed wake-up for a hang-up (L{TtyEof}); imported lazily.
+    """
     from twisted.internet.serialport import SerialPort
 
     class KeepInputSerialPort(SerialPort):
@@ -324,8 +327,15 @@ def _serial_port_class() -> type[Any]:
         _opened = False
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            #: Shared with the reactor's fast reader (_txinternals.fast_io).
+            self.tty_eof = TtyEof()
             super().__init__(*args, **kwargs)
             self._opened = True
+
+        def doRead(self) -> object:
+            # Twisted's doRead takes every empty read as a hang-up; on a tty
+            # with VMIN=0 it is often only flushed input (TtyEof).
+            return read_serial(self.fileno(), self.protocol.dataReceived, self.tty_eof)
 
         def flushInput(self) -> None:
             # SerialPort.__init__ flushes the input; later calls are meant.
