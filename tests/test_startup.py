@@ -85,6 +85,25 @@ class SummaryTests(SynchronousTestCase):
         self.assertIn("port2 /dev/fake1: TCP Server on tcp:14002 (data) / tcp:10967 (command); "
                       "device missing (No such file or directory) — waiting for it", warn)
 
+    def test_busy_device(self) -> None:
+        """A device another process holds is 'busy', with the owner, not 'missing'."""
+        from nport_twisted.device.locks import DeviceBusy
+
+        reactor = MemoryReactorClock()
+
+        def opener(protocol: Any, device: str, settings: Any) -> Any:
+            raise DeviceBusy(device, "locked by pid 4242 (minicom) (/run/lock/LCK..ttyUSB0)", 4242)
+        svc = NPortService(reactor, ["/dev/ttyUSB0"], _config([OpMode.TCP_SERVER]),
+                           SettingsStore(None), opener, port_offset=10000)
+        StartupReport(svc).setServiceParent(svc)
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        lines = [formatEvent(e) for e in events if e.get("log_namespace", "").endswith("StartupReport")]
+        self.assertIn("port1 /dev/ttyUSB0: TCP Server on tcp:14001 (data) / tcp:10966 (command); "
+                      "device busy (locked by pid 4242 (minicom) (/run/lock/LCK..ttyUSB0)) — "
+                      "retrying until it is free", lines)
+
     def test_disabled(self) -> None:
         """A disabled port says its device is not used."""
         box = _Box(self, [OpMode.DISABLED], present=set())

@@ -188,6 +188,7 @@ class SerialChannel(service.Service):
         self._closing: Deferred[None] | None = None
         self._missing_logged = False
         self.last_error: str | None = None  # why the last open failed (start-up summary, logs)
+        self.device_busy = False  # the last open failed because another process holds the device
         # Presence watch (Real COM): the device is closed until a host connects.
         self._present = present if present is not None else device_present
         self.presence_interval = presence_interval
@@ -341,6 +342,7 @@ class SerialChannel(service.Service):
         self.stats.opens += 1
         self._missing_logged = False
         self.last_error = None
+        self.device_busy = False
         self.actual_settings = actual
         # The device's write buffer filling pauses reading from every session.
         handle.transport.registerProducer(BufferProducer(self._set_tx_paused), True)
@@ -365,6 +367,7 @@ class SerialChannel(service.Service):
     def _open_failed(self, error: Exception) -> None:
         self.stats.open_failures += 1
         self.last_error = describe_open_error(error)
+        self.device_busy = isinstance(error, DeviceBusy)
         if not self._missing_logged:
             self._missing_logged = True
             self._log.warn("{channel}: cannot open {device} ({error}); retrying {until}",

@@ -153,6 +153,8 @@ class StartupReport(service.Service):
             return f"device open at {describe_line(channel.actual_settings)}", True
         if channel.keep_open:
             why = getattr(channel, "last_error", None)
+            if getattr(channel, "device_busy", False):
+                return f"device busy ({why}) — retrying until it is free", False
             return (f"device missing{f' ({why})' if why else ''} — waiting for it", False)
         if self._present(channel.device):
             return (f"device present, opened when a host connects "
