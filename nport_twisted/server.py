@@ -206,7 +206,7 @@ class NPortService(service.MultiService):
         self.store = store
         self.port_offset = port_offset
         self.interface = interface
-        self.net = NetTable()
+        self.net = NetTable(self.events)
         self.builders = builders if builders is not None else frontend_builders()
         self.ports: list[PortService] = []
         self.started_at = reactor.seconds()

@@ -210,6 +210,10 @@ class Options(usage.Options):
         ["telnet-port", None, 23,
          "TCP port of the telnet console (plus --port-offset); 0 turns it off.",
          _int_option("telnet-port", 1, 65535, zero_off=True)],
+        ["snmp-port", None, 161,
+         "UDP port of the SNMP agent (plus --port-offset); 0 turns it off. It answers only "
+         "while the Network setting SNMP is on and a community is set.",
+         _int_option("snmp-port", 1, 65535, zero_off=True)],
         ["https-port", None, None,
          "Also serve the web console over HTTPS on this port (plus --port-offset), e.g. 443.",
          _int_option("https-port", 1, 65535, zero_off=True)],
@@ -326,7 +330,7 @@ class Options(usage.Options):
         specs = port_specs(self["ports"])
         self["specs"] = specs
         self["devices"] = [spec.device for spec in specs]
-        for name in ("http-port", "https-port", "telnet-port"):
+        for name in ("http-port", "https-port", "telnet-port", "snmp-port"):
             port = self[name]
             if port and not 0 < port + self["port-offset"] < 65536:
                 raise usage.UsageError(f"--{name} {port} plus --port-offset is outside 1-65535")
@@ -605,6 +609,17 @@ def _build_box(box: Box, options: Options, reactor: Any) -> NPortService:
     for child in device_services(svc, discovery=not options["no-discovery"],
                                  capture=not options["no-capture"]):
         child.setServiceParent(svc)
+    # SNMP agent (UDP 161 + offset): pysnmp is imported only once it listens.
+    if options["snmp-port"]:
+        from nport_twisted.services.snmp import SnmpAgentService
+        SnmpAgentService(svc, options["snmp-port"] + box.port_offset).setServiceParent(svc)
+    # Auto Warning (mail, traps), syslog and the host network watch: they
+    # subscribe to the device's events and send only what the settings ask for.
+    from nport_twisted.services.netwatch import NetWatch
+    from nport_twisted.services.syslog import SyslogService
+    from nport_twisted.services.warning import AutoWarningService
+    for child in (SyslogService(svc), AutoWarningService(svc), NetWatch(svc)):
+        child.setServiceParent(svc)
     # Web console and JSON API (TCP 80 + offset; optional HTTPS) and the telnet
     # console (TCP 23 + offset): one console state, so both edit the same pending
     # settings and share the password, setup token and login rate limiting.  Not
@@ -620,6 +635,9 @@ def _build_box(box: Box, options: Options, reactor: Any) -> NPortService:
             from nport_twisted.console import telnet_services
             for child in telnet_services(svc, console, options["telnet-port"]):
                 child.setServiceParent(svc)
+    # Cold or warm start, published once every subscriber above is running.
+    from nport_twisted.services.netwatch import StartEvents
+    StartEvents(svc).setServiceParent(svc)
     # Last child: once everything else started, say what is served.
     from nport_twisted.services.startup import StartupReport
     off = [text for flag, text in (

@@ -324,8 +324,10 @@ class NetworkSettings:
     gateway: str = attrs.field(default="", validator=_ipv4())
     dns1: str = attrs.field(default="", validator=_ipv4())
     dns2: str = attrs.field(default="", validator=_ipv4())
-    snmp: bool = False  # ours: no SNMP agent yet, so off rather than MOXA's "Enable"
-    snmp_community: str = attrs.field(default="public", validator=_text(39))
+    # MOXA's default is "Enable" with community "public"; ours has no default
+    # community, so the agent stays silent until one is set (docs/monitoring.md).
+    snmp: bool = True
+    snmp_community: str = attrs.field(default="", validator=_text(39))
     snmp_contact: str = attrs.field(default="", validator=_text(39))
     snmp_location: str = attrs.field(default="", validator=_text(39))
     auto_report_host: str = attrs.field(default="", validator=_text(63))
@@ -535,6 +537,31 @@ class AutoWarningSettings:
     trap_cold_start: bool = False
     trap_warm_start: bool = False
     trap_auth_failure: bool = False
+    # Beyond the classic 5x00 menu (docs/monitoring.md): the SMTP and trap
+    # ports, the trap version and community (MOXA's NPort 6000 MIB has
+    # trapVersion v1/v2c), link down (NPort 5600-8-DT manual) and the per-port
+    # DCD/DSR change events (MOXA's portEventSettingsTable) as port lists.
+    mail_port: int = attrs.field(default=25, validator=_range(1, 65535))
+    mail_tls_verify: bool = True  # STARTTLS certificate must match mail_server
+    trap_port: int = attrs.field(default=162, validator=_range(1, 65535))
+    trap_version: str = attrs.field(default="v2c", validator=_one_of(("v1", "v2c")))
+    trap_community: str = attrs.field(default="", validator=_text(39), repr=False)
+    mail_link_down: bool = False
+    trap_link_down: bool = False
+    trap_ip_changed: bool = False
+    trap_password_changed: bool = False
+    mail_dcd_change: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)
+    trap_dcd_change: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)
+    mail_dsr_change: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)
+    trap_dsr_change: tuple[int, ...] = attrs.field(default=(), converter=_as_tuple)
+
+    @mail_dcd_change.validator
+    @trap_dcd_change.validator
+    @mail_dsr_change.validator
+    @trap_dsr_change.validator
+    def _check_ports(self, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 32 for p in value):
+            raise ValueError(f"{attribute.name}: serial port numbers from 1 to 32")
 
     @mail_to.validator
     def _check_mail_to(self, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -545,6 +572,22 @@ class AutoWarningSettings:
         for a in value:
             if not is_email(a):
                 raise ValueError(f"mail_to: {a!r} is not an e-mail address like ops@plant.example")
+
+
+@attrs.frozen
+class MonitoringSettings:
+    """
+    Ours (docs/monitoring.md): syslog (RFC 5424) of the device events and
+    connections, and who may read the Prometheus metrics.
+    """
+
+    syslog_server: str = attrs.field(default="", validator=[_text(63), _host()])
+    syslog_port: int = attrs.field(default=514, validator=_range(1, 65535))
+    syslog_tcp: bool = False  # RFC 6587 octet counting over TCP instead of UDP
+    syslog_facility: int = attrs.field(default=3, validator=_range(0, 23))  # 3 = daemon
+    syslog_connections: bool = True  # also log connection open/close per port
+    metrics_public: bool = False  # /metrics without login (only when explicitly enabled)
+    metrics_token: str = attrs.field(default="", validator=_text(128), repr=False)  # bearer
 
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -621,6 +664,7 @@ class DeviceConfig:
     accessible_ip: AccessibleIPSettings = attrs.Factory(AccessibleIPSettings)
     auto_warning: AutoWarningSettings = attrs.Factory(AutoWarningSettings)
     password: PasswordSettings = attrs.Factory(PasswordSettings)
+    monitoring: MonitoringSettings = attrs.Factory(MonitoringSettings)
 
     def with_port_count(self, count: int, default_mode: OpMode) -> DeviceConfig:
         """

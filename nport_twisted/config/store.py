@@ -30,6 +30,7 @@ from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,
+    MonitoringSettings,
     BasicSettings,
     DeviceConfig,
     Identity,
@@ -49,7 +50,9 @@ _FALSE = {"no", "off", "false", "0", "disable", "disabled"}
 _HEX_FIELDS = {"delimiter1", "delimiter2"}
 
 #: (section, field) pairs that hold secrets: left out of exports unless asked.
-_SECRETS = {("password", "hash"), ("auto_warning", "mail_password")}
+_SECRETS = {("password", "hash"), ("auto_warning", "mail_password"),
+            ("auto_warning", "trap_community"), ("network", "snmp_community"),
+            ("monitoring", "metrics_token")}
 
 _SECTIONS: list[tuple[str, type[Any]]] = [
     ("identity", Identity),
@@ -57,6 +60,7 @@ _SECTIONS: list[tuple[str, type[Any]]] = [
     ("network", NetworkSettings),
     ("auto_warning", AutoWarningSettings),
     ("password", PasswordSettings),
+    ("monitoring", MonitoringSettings),
 ]
 
 _PORT_SECTION = re.compile(r"^port(\d+)\.(serial|operating)$")

@@ -241,7 +241,7 @@ class ConsoleActions:
 
     def _login(self, ok: bool, peer: str) -> Outcome:
         if not ok:
-            self.console.limiter.failed(peer)
+            self.console.login_failed(peer, "telnet")
             _log.warn("telnet console: failed login from {peer}", peer=peer)
             return Outcome(False, "Password incorrect.")
         self.console.limiter.succeeded(peer)
@@ -250,24 +250,24 @@ class ConsoleActions:
 
     def _setup(self, effect: Setup, peer: str) -> Deferred[Outcome]:
         if not self.console.claim_setup_token(effect.token.strip()):
-            self.console.limiter.failed(peer)
+            self.console.login_failed(peer, "telnet", "wrong setup token")
             _log.warn("telnet console: wrong setup token from {peer}", peer=peer)
             return succeed(Outcome(False, "Wrong setup token (it is printed in the service log "
                                           "at start-up)."))
         self.console.limiter.succeeded(peer)
         _log.info("telnet console: first password set from {peer}", peer=peer)
-        return self.console.first_password(effect.password).addCallbacks(
+        return self.console.first_password(effect.password, "telnet", peer).addCallbacks(
             lambda saved: Outcome(True, "Password set." + ("" if saved else " " + PASSWORD_NOT_SAVED)),
             _save_failed)
 
     def _change_password(self, effect: ChangePassword, peer: str) -> Deferred[Outcome]:
         def checked(ok: bool) -> Deferred[Outcome] | Outcome:
             if not ok:
-                self.console.limiter.failed(peer)
+                self.console.login_failed(peer, "telnet", "wrong old password")
                 _log.warn("telnet console: wrong old password from {peer}", peer=peer)
                 return Outcome(False, "Wrong old password: not changed.")
             self.console.limiter.succeeded(peer)
-            return self.console.set_password(effect.new).addCallbacks(
+            return self.console.set_password(effect.new, service="telnet", peer=peer).addCallbacks(
                 lambda saved: Outcome(True, "Password changed; web sessions were logged out."
                                       + ("" if saved else " " + PASSWORD_NOT_SAVED)),
                 _save_failed)

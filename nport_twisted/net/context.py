@@ -19,6 +19,7 @@ from zope.interface import Interface
 
 from nport_twisted.config.settings import DeviceConfig, OpMode, PortConfig
 from nport_twisted.device.channel import SerialChannel
+from nport_twisted.events import EventPublisher
 from nport_twisted.net.listener import NetTable
 
 __all__ = ["IDeviceContext", "IPortState"]
@@ -47,6 +48,7 @@ class IDeviceContext(Interface):
     state_dir: str | None  # where state files live (certificate, capture); None without --config
     settings_path: str | None  # the settings file; None: changes are not saved
     implemented_modes: frozenset[OpMode]  # the operating modes this version can run
+    events: EventPublisher  # device events: publish what happens, subscribe to react (events.py)
 
     def endpoint(proto: str, port: int) -> str:
         """The endpoint string of one of the box's ports, shifted by the port offset."""

@@ -22,6 +22,8 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IReactorCore
 from twisted.logger import Logger
 
+from nport_twisted.events import ConnectionClosed, ConnectionOpened, EventPublisher
+
 
 @attrs.frozen
 class ListenerInfo:
@@ -48,9 +50,11 @@ class ConnectionInfo:
 class NetTable:
     """Listeners and connections of the whole service."""
 
-    def __init__(self) -> None:
+    def __init__(self, events: EventPublisher | None = None) -> None:
         self.listeners: list[ListenerInfo] = []
         self.connections: list[ConnectionInfo] = []
+        #: Connection open/close events (syslog, the monitor's timeline).
+        self.events = events
         #: The admission gates of the running front-ends (net.session.Gate),
         #: so a changed accessible IP list reaches open connections.  Weak:
         #: a stopped front-end's gate goes with it.
@@ -70,11 +74,26 @@ class NetTable:
         except AttributeError:
             return None
         self.connections.append(info)
+        if self.events is not None:
+            self.events.publish(ConnectionOpened(
+                None if port_index is None else port_index + 1, info.remote_host,
+                info.remote_port, info.local_port, self._service_of(info)))
         return info
 
     def remove_connection(self, info: ConnectionInfo | None) -> None:
         if info is not None and info in self.connections:
             self.connections.remove(info)
+            if self.events is not None:
+                self.events.publish(ConnectionClosed(
+                    None if info.port_index is None else info.port_index + 1, info.remote_host,
+                    info.remote_port, info.local_port, self._service_of(info)))
+
+    def _service_of(self, info: ConnectionInfo) -> str:
+        """The name of the listener that accepted C{info} ("" for outgoing connections)."""
+        for listener in self.listeners:
+            if listener.proto == "tcp" and listener.port == info.local_port:
+                return listener.name
+        return ""
 
 
 def split_endpoint(description: str) -> tuple[str, int, str]:

@@ -216,7 +216,7 @@ class ApiV1(ConsoleResource):
 
         def checked(ok: bool) -> bytes:
             if not ok:
-                self.console.limiter.failed(peer)
+                self.console.login_failed(peer, "api")
                 _log.warn("web console: failed API login from {peer}", peer=peer)
                 request.setHeader(b"www-authenticate", b'Bearer realm="nport"')
                 return _json(
@@ -248,7 +248,7 @@ class ApiV1(ConsoleResource):
         check_new_password(password, field="password")
         token = body.get("setup_token")
         if not isinstance(token, str) or not self.console.claim_setup_token(token.strip()):
-            self.console.limiter.failed(peer)
+            self.console.login_failed(peer, "api", "wrong setup token")
             raise ApiError(
                 403, "invalid", "wrong setup token", {"setup_token": "wrong setup token"}
             )
@@ -258,7 +258,7 @@ class ApiV1(ConsoleResource):
             session = self.console.sessions.create(peer, bearer=True)
             return _json(request, {"token": session.sid})
 
-        return later(request, self.console.first_password(password).addCallbacks(
+        return later(request, self.console.first_password(password, "api", peer).addCallbacks(
             done, lambda f: _save_failed(request, f)))
 
     def _device(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes:
@@ -396,12 +396,12 @@ class ApiV1(ConsoleResource):
 
         def checked(ok: bool) -> Deferred[bytes] | bytes:
             if not ok:
-                self.console.limiter.failed(peer)
+                self.console.login_failed(peer, "api", "wrong old password")
                 return _json(
                     request, _invalid(FieldErrors({"old_password": "wrong password"})).body(), 400
                 )
             self.console.limiter.succeeded(peer)
-            return self.console.set_password(new, keep_session=session.sid).addCallbacks(
+            return self.console.set_password(new, keep_session=session.sid, service="api", peer=peer).addCallbacks(
                 lambda _: _json(request, {"changed": True}), lambda f: _save_failed(request, f)
             )
 

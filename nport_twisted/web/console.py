@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from nport_twisted.config.identity import DeviceIdentity, resolve_identity, uptime
 from nport_twisted.config.settings import DeviceConfig, OpMode, PasswordSettings
 from nport_twisted.net.context import IDeviceContext
+from nport_twisted.events import AuthFailure, PasswordChanged
 from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
 from nport_twisted.web.forms import (
     Field,
@@ -376,7 +377,7 @@ class WebConsole:
         self._claimed, self.setup_token = self.setup_token, None
         return True
 
-    def first_password(self, password: str) -> Deferred[bool]:
+    def first_password(self, password: str, service: str = "web", peer: str = "") -> Deferred[bool]:
         """Set the first password after L{claim_setup_token}; the token returns if that fails."""
 
         def failed(f: Any) -> Any:
@@ -384,13 +385,25 @@ class WebConsole:
                 self.setup_token = self._claimed
             return f
 
-        return self.set_password(password).addErrback(failed)
+        return self.set_password(password, service=service, peer=peer).addErrback(failed)
 
-    def set_password(self, password: str, keep_session: str | None = None) -> Deferred[bool]:
+    def login_failed(self, peer: str, service: str = "web", reason: str = "wrong password",
+                     user: str = "") -> None:
+        """
+        A failed password or setup-token attempt from C{peer} on C{service}
+        ("web", "api", "telnet"): counted by the login limiter and published
+        as an L{AuthFailure} (Auto Warning, syslog).
+        """
+        self.limiter.failed(peer)
+        self.server.events.publish(AuthFailure(service, peer, user, reason))
+
+    def set_password(self, password: str, keep_session: str | None = None,
+                     service: str = "web", peer: str = "") -> Deferred[bool]:
         """
         Hash and store C{password}, in force and saved at once; every other
         session ends and the setup token is spent.  Fires with whether it
-        was written to the settings file (False without --config).
+        was written to the settings file (False without --config).  A
+        L{PasswordChanged} naming C{service} and C{peer} is published.
         """
 
         def store(hashed: PasswordSettings) -> bool:
@@ -409,6 +422,7 @@ class WebConsole:
             self.setup_token = None
             self.sessions.drop_all(keep=keep_session)
             self._log.info("web console: password changed")
+            self.server.events.publish(PasswordChanged(service, peer))
             return self.server.settings_path is not None
 
         d: Deferred[PasswordSettings] = self.hashing.run(

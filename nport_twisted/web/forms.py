@@ -37,6 +37,7 @@ from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,
+    MonitoringSettings,
     BasicSettings,
     ConnectionControl,
     DeviceConfig,
@@ -235,7 +236,8 @@ NETWORK_FIELDS: tuple[Field, ...] = (
     Field("dns1", "DNS server 1"),
     Field("dns2", "DNS server 2"),
     Field("snmp", "SNMP", "bool"),
-    Field("snmp_community", "Community name"),
+    Field("snmp_community", "Community name", "secret",
+          help="empty = keep the stored one; SNMP answers nobody until one is set"),
     Field("snmp_contact", "Contact"),
     Field("snmp_location", "Location"),
     Field("auto_report_host", "Auto report to IP"),
@@ -464,6 +466,30 @@ AUTO_WARNING_FIELDS: tuple[Field, ...] = (
     Field("trap_cold_start", "Trap: cold start", "bool"),
     Field("trap_warm_start", "Trap: warm start", "bool"),
     Field("trap_auth_failure", "Trap: authentication failure", "bool"),
+    Field("mail_port", "Mail server port", "int", size=6),
+    Field("mail_tls_verify", "Verify the mail server's TLS certificate", "bool"),
+    Field("trap_port", "SNMP trap server port", "int", size=6),
+    Field("trap_version", "SNMP trap version", "choice",
+          (Choice("v1", "v1", "v1"), Choice("v2c", "v2c", "v2c"))),
+    Field("trap_community", "Trap community", "secret", help="empty = keep the stored one"),
+    Field("mail_link_down", "Mail: link down", "bool"),
+    Field("trap_link_down", "Trap: link down", "bool"),
+    Field("trap_ip_changed", "Trap: IP address changed", "bool"),
+    Field("trap_password_changed", "Trap: password changed", "bool"),
+    Field("mail_dcd_change", "Mail: DCD changed on ports", "list", count=8, item="int", size=4),
+    Field("trap_dcd_change", "Trap: DCD changed on ports", "list", count=8, item="int", size=4),
+    Field("mail_dsr_change", "Mail: DSR changed on ports", "list", count=8, item="int", size=4),
+    Field("trap_dsr_change", "Trap: DSR changed on ports", "list", count=8, item="int", size=4),
+)
+
+MONITORING_FIELDS: tuple[Field, ...] = (
+    Field("syslog_server", "Syslog server"),
+    Field("syslog_port", "Syslog port", "int", size=6),
+    Field("syslog_tcp", "Syslog over TCP", "bool"),
+    Field("syslog_facility", "Syslog facility", "int", size=4, help="0-23; 3 = daemon"),
+    Field("syslog_connections", "Syslog: connection open/close", "bool"),
+    Field("metrics_public", "Metrics without login", "bool"),
+    Field("metrics_token", "Metrics bearer token", "secret", help="empty = keep the stored one"),
 )
 
 
@@ -472,6 +498,7 @@ NETWORK_FIELDS = _hinted(NetworkSettings, NETWORK_FIELDS)
 SERIAL_FIELDS = _hinted(SerialSettings, SERIAL_FIELDS)
 OPERATING_FIELDS = {f.name: f for f in _hinted(OperatingSettings, OPERATING_FIELDS.values())}
 AUTO_WARNING_FIELDS = _hinted(AutoWarningSettings, AUTO_WARNING_FIELDS)
+MONITORING_FIELDS = _hinted(MonitoringSettings, MONITORING_FIELDS)
 
 
 def operating_fields(mode: OpMode) -> tuple[Field, ...]:
@@ -822,7 +849,7 @@ _PATH = re.compile(r"^ports\[(\d+)\]\.(serial|operating)\.(\w+)")
 _LABELS: dict[str, str] = {
     f.name: f.label
     for f in (*BASIC_FIELDS, *NETWORK_FIELDS, *SERIAL_FIELDS, *AUTO_WARNING_FIELDS,
-              *OPERATING_FIELDS.values())
+              *MONITORING_FIELDS, *OPERATING_FIELDS.values())
 }
 _LABELS.update(mode="Operation mode", udp_destinations="UDP destinations")
 
@@ -873,7 +900,8 @@ def errors_text(errors: Mapping[str, str]) -> str:
 # -- JSON ---------------------------------------------------------------------------------------
 
 #: Fields never written out; accepted on write where a section has them.
-JSON_WRITE_ONLY = {(AutoWarningSettings, "mail_password")}
+JSON_WRITE_ONLY = {(AutoWarningSettings, "mail_password"), (AutoWarningSettings, "trap_community"),
+                   (NetworkSettings, "snmp_community"), (MonitoringSettings, "metrics_token")}
 
 #: The sections of the JSON API and their settings classes.
 SECTIONS: dict[str, type[Any]] = {
@@ -881,6 +909,7 @@ SECTIONS: dict[str, type[Any]] = {
     "network": NetworkSettings,
     "accessible_ip": AccessibleIPSettings,
     "auto_warning": AutoWarningSettings,
+    "monitoring": MonitoringSettings,
 }
 
 
@@ -1332,6 +1361,7 @@ def classic_apply(
 __all__ = [
     "ACCESSIBLE_ROWS",
     "AUTO_WARNING_FIELDS",
+    "MONITORING_FIELDS",
     "BASIC_FIELDS",
     "CLASSIC_OPMODE",
     "CLASSIC_PARITY",

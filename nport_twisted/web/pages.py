@@ -241,7 +241,7 @@ class LoginPage(ConsoleResource):
 
         def checked(ok: bool) -> bytes:
             if not ok:
-                self.console.limiter.failed(peer)
+                self.console.login_failed(peer, "web")
                 _log.warn("web console: failed login from {peer}", peer=peer)
                 return self._form("Wrong password.", 401, request)
             self.console.limiter.succeeded(peer)
@@ -337,7 +337,7 @@ class SetupPage(ConsoleResource):
         if errors:  # every problem at once; the token is only tried with a good password
             return self._form(request, errors, 400)
         if not self.console.claim_setup_token(form.get("setup_token", "").strip()):
-            self.console.limiter.failed(peer)
+            self.console.login_failed(peer, "web", "wrong setup token")
             _log.warn("web console: wrong setup token from {peer}", peer=peer)
             return self._form(
                 request,
@@ -358,7 +358,7 @@ class SetupPage(ConsoleResource):
             f.trap(SaveError)
             return self._form(request, {}, SaveError.status, str(f.value))
 
-        return later(request, self.console.first_password(password).addCallbacks(done, not_saved))
+        return later(request, self.console.first_password(password, "web", peer).addCallbacks(done, not_saved))
 
 
 class RootPage(ConsoleResource):
@@ -525,7 +525,9 @@ class WarningPage(SectionPage):
     path = "/warning"
     section = "auto_warning"
     fields = forms.AUTO_WARNING_FIELDS
-    note = "These settings are stored and exported; this version sends no e-mail or SNMP trap yet."
+    note = ("E-mail and SNMP traps are sent for the events ticked here (docs/monitoring.md); "
+            "no trap leaves without a trap community, no mail without server, sender and "
+            "recipient.")
 
 
 class SerialPage(HtmlPage):
@@ -923,7 +925,7 @@ class PasswordPage(HtmlPage):
 
         def checked(ok: bool) -> Deferred[bytes] | bytes:
             if not ok:
-                self.console.limiter.failed(peer)
+                self.console.login_failed(peer, "web", "wrong old password")
                 request.setResponseCode(400)
                 return self.show(request, session, form, {"old_password": "wrong password"})
             self.console.limiter.succeeded(peer)
@@ -933,7 +935,7 @@ class PasswordPage(HtmlPage):
                 request.setResponseCode(SaveError.status)
                 return self.show(request, session, None, {"_form": str(f.value)})
 
-            return self.console.set_password(new, keep_session=session.sid).addCallbacks(
+            return self.console.set_password(new, keep_session=session.sid, peer=peer).addCallbacks(
                 lambda saved: self.show(
                     request,
                     session,

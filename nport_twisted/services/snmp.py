@@ -1,0 +1,283 @@
+# -*- test-case-name: tests.test_snmp -*-
+"""
+The SNMP agent (UDP 161 + port offset, C{--snmp-port}) and the trap sender
+(docs/monitoring.md, "SNMP").
+
+  - Read-only.  v1 and v2c with the configured community; no default
+    community: while C{[network] snmp_community} is empty (or C{snmp} is
+    off) nothing listens.  The settings are checked every second, so a
+    Save/Restart or SIGHUP turns the agent on or off without a restart.
+  - One thin L{DatagramProtocol}: per-source rate limit, the accessible IP
+    list, then the sans-IO L{nport_twisted.wire.snmp.Responder} over the
+    tree of L{nport_twisted.services.snmp_mib}.  pysnmp (the message codec)
+    is imported only when the agent first listens or a trap is sent, so a
+    box with SNMP off never loads it.
+  - An unknown community is counted (snmpInBadCommunityNames), answered
+    with nothing and published as an L{AuthFailure} (at most once a minute
+    per source, so a scan cannot flood the mail and trap receivers); the
+    Auto Warning service turns that into the authenticationFailure trap
+    when C{trap_auth_failure} is on.
+
+Wire protocol: SNMPv1 (RFC 1157) and SNMPv2c (RFC 1901, RFC 3416) over UDP;
+traps v1 (RFC 1157 Trap-PDU) or v2c (SNMPv2-Trap-PDU) to
+C{trap_server:trap_port}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from twisted.application import service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from nport_twisted.config.identity import ipv4_bind_address
+from nport_twisted.events import AuthFailure
+from nport_twisted.net.context import IDeviceContext
+from nport_twisted.net.loglimit import LogLimiter
+from nport_twisted.net.ratelimit import RateLimiter
+from nport_twisted.services.hostif import HostInterface, read_interfaces
+from nport_twisted.wire.mib import OID, SnmpStats, Value
+
+if TYPE_CHECKING:
+    from nport_twisted.services.snmp_mib import NPortMib
+    from nport_twisted.wire.snmp import Responder
+
+__all__ = ["SNMP_PORT", "SnmpAgentService", "TrapSender"]
+
+SNMP_PORT = 161
+TRAP_PORT = 162
+
+
+class SnmpProtocol(DatagramProtocol):
+    """Rate limit, access list, then the responder; never raises into the reactor."""
+
+    _log = Logger()
+
+    def __init__(self, agent: SnmpAgentService, responder: Responder) -> None:
+        self.agent = agent
+        self.responder = responder
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        host = str(addr[0])
+        agent = self.agent
+        now = agent.clock.seconds()
+        if not agent.limiter.allow(host, now):
+            agent.stats.rate_limited += 1
+            return
+        if not agent.ctx.config.accessible_ip.allows(host):
+            agent.stats.silent_drops += 1
+            return
+        try:
+            outcome = self.responder.respond(data)
+        except Exception:
+            agent.logs.emit(self._log.failure, "bug", host, "SNMP: error answering {peer}",
+                            peer=host)
+            return
+        if outcome.bad_community:
+            agent.bad_community(host)
+        elif outcome.dropped:
+            agent.logs.emit(self._log.debug, "dropped", host, "SNMP: {why} from {peer}",
+                            why=outcome.dropped, peer=host)
+        if outcome.reply is not None and self.transport is not None:
+            try:
+                self.transport.write(outcome.reply, addr)
+            except OSError as e:  # ICMP errors surface here on some kernels
+                agent.logs.emit(self._log.info, "send", host, "SNMP: cannot answer {peer}: {e}",
+                                peer=host, e=e)
+
+
+class SnmpAgentService(service.Service):
+    """
+    Listens on UDP C{port} (already shifted by the port offset; 0 = off)
+    while the settings enable SNMP and name a community.
+    """
+
+    _log = Logger()
+    name = "snmp"
+
+    def __init__(self, ctx: IDeviceContext, port: int,
+                 interfaces: Callable[[], list[HostInterface]] = read_interfaces,
+                 listen_udp: Callable[[int, DatagramProtocol, str], Any] | None = None,
+                 poll_interval: float = 1.0) -> None:
+        self.ctx = ctx
+        self.clock = ctx.reactor
+        self.port = port
+        self._interfaces = interfaces
+        self._listen_udp = listen_udp if listen_udp is not None else (
+            lambda p, proto, iface: ctx.reactor.listenUDP(p, proto, interface=iface))
+        self.poll_interval = poll_interval
+        self.stats = SnmpStats()
+        self.limiter = RateLimiter(rate=200.0, burst=400.0)
+        self._auth_limiter = RateLimiter(rate=1 / 60, burst=1.0)
+        self.logs = LogLimiter(ctx.reactor)
+        self._listening: Any = None
+        self._poll: LoopingCall | None = None
+        self._mib: NPortMib | None = None
+        self._failed_port = False
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # -- settings --------------------------------------------------------------------
+
+    def community(self) -> bytes:
+        net = self.ctx.config.network
+        return net.snmp_community.encode("utf-8") if net.snmp else b""
+
+    def wanted(self) -> bool:
+        return self.port > 0 and bool(self.community())
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        self._poll = LoopingCall(self._check)
+        self._poll.clock = self.clock
+        self._poll.start(self.poll_interval, now=True)
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        self._poll = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        return self._stop_listening()
+
+    @property
+    def listening(self) -> bool:
+        return self._listening is not None
+
+    @property
+    def mib(self) -> NPortMib:
+        """The agent's tree (built, and pysnmp's codec imported, on first use)."""
+        if self._mib is None:
+            from nport_twisted.services.snmp_mib import NPortMib
+            self._mib = NPortMib(self.ctx, self._interfaces, self.stats,
+                                 auth_traps=lambda: self.ctx.config.auto_warning.trap_auth_failure)
+            self._unsubscribe = self.ctx.events.subscribe(self._mib.baselines)
+        return self._mib
+
+    def _check(self) -> None:
+        try:
+            if self.wanted() and self._listening is None:
+                self._start_listening()
+            elif not self.wanted() and self._listening is not None:
+                self._stop_listening()
+        except Exception:
+            self._log.failure("SNMP: checking the settings failed")
+
+    def _start_listening(self) -> None:
+        from nport_twisted.wire.snmp import Responder
+
+        mib = self.mib
+        responder = Responder(self.community, lambda: mib.mib.view(), self.stats)
+        bind = ipv4_bind_address(self.ctx.interface) or "0.0.0.0"
+        try:
+            self._listening = self._listen_udp(self.port, SnmpProtocol(self, responder), bind)
+        except CannotListenError as e:
+            if not self._failed_port:
+                self._failed_port = True
+                self._log.error("SNMP: cannot listen on UDP {port} ({error}); retrying every "
+                                "{interval:g} s", port=self.port, error=e.socketError,
+                                interval=self.poll_interval)
+            return
+        self._failed_port = False
+        self._log.info("SNMP agent (v1/v2c, read-only) on UDP {port}", port=self.port)
+
+    def _stop_listening(self) -> Deferred[None]:
+        port, self._listening = self._listening, None
+        if port is None:
+            return succeed(None)
+        self._log.info("SNMP agent stopped (SNMP off or no community set)")
+        d = port.stopListening()
+        return d if isinstance(d, Deferred) else succeed(None)
+
+    def bad_community(self, host: str) -> None:
+        """An unknown community from C{host}: published (bounded) as an authentication failure."""
+        if self._auth_limiter.allow(host, self.clock.seconds()):
+            self.ctx.events.publish(AuthFailure("snmp", host, reason="unknown community"))
+
+
+class _Sender(DatagramProtocol):
+    noisy = False
+
+
+class TrapSender:
+    """
+    Sends one trap per call to the configured trap server, v1 or v2c as the
+    settings say.  Fire and forget over UDP: a host name is resolved
+    without blocking (the reactor's resolver), nothing is queued, an
+    unreachable receiver costs nothing but one log line per outage.
+    """
+
+    _log = Logger()
+
+    def __init__(self, ctx: IDeviceContext, uptime: Callable[[], float] | None = None,
+                 resolve: Callable[[str], Deferred[str]] | None = None,
+                 listen_udp: Callable[[DatagramProtocol], Any] | None = None) -> None:
+        self.ctx = ctx
+        self._uptime = uptime if uptime is not None else (
+            lambda: max(0.0, ctx.reactor.seconds() - ctx.started_at))
+        self._resolve = resolve if resolve is not None else (lambda name: ctx.reactor.resolve(name))
+        bind = ipv4_bind_address(ctx.interface) or "0.0.0.0"
+        self._listen_udp = listen_udp if listen_udp is not None else (
+            lambda proto: ctx.reactor.listenUDP(0, proto, interface=bind))
+        self._proto: _Sender | None = None
+        self._port: Any = None
+        self._failing = False
+        self._request_id = 0
+        self.sent = 0
+        self.failed = 0
+
+    def configured(self) -> bool:
+        aw = self.ctx.config.auto_warning
+        return bool(aw.trap_server and aw.trap_community)
+
+    def send(self, trap_oid: OID, varbinds: Sequence[tuple[OID, Value]] = ()) -> Deferred[bool]:
+        """Send a trap; the Deferred fires True when it left, False otherwise (never fails)."""
+        aw = self.ctx.config.auto_warning
+        if not self.configured():
+            return succeed(False)
+        from nport_twisted.wire.snmp import V1, V2C, encode_trap
+
+        self._request_id = (self._request_id + 1) % 2**31
+        data = encode_trap(V1 if aw.trap_version == "v1" else V2C,
+                           aw.trap_community.encode("utf-8"), int(self._uptime() * 100),
+                           trap_oid, list(varbinds), request_id=self._request_id)
+        d: Deferred[Any] = self._resolve(aw.trap_server)
+        d.addCallback(self._write, data, aw.trap_port, aw.trap_server)
+        d.addErrback(self._failed, aw.trap_server)
+        return d
+
+    def _write(self, ip: str, data: bytes, port: int, server: str) -> bool:
+        if self._proto is None:
+            self._proto = _Sender()
+            self._port = self._listen_udp(self._proto)
+        assert self._proto.transport is not None
+        self._proto.transport.write(data, (ip, port))
+        self.sent += 1
+        if self._failing:
+            self._failing = False
+            self._log.info("SNMP trap: sending to {server} works again", server=server)
+        return True
+
+    def _failed(self, f: Any, server: str) -> bool:
+        self.failed += 1
+        if not self._failing:
+            self._failing = True
+            self._log.warn("SNMP trap: cannot send to {server}: {error} (logged once until it "
+                           "works again)", server=server, error=f.getErrorMessage())
+        return False
+
+    def close(self) -> Deferred[None]:
+        port, self._port, self._proto = self._port, None, None
+        if port is None:
+            return succeed(None)
+        d = port.stopListening()
+        return d if isinstance(d, Deferred) else succeed(None)
+

@@ -1,0 +1,52 @@
+"""
+Shared helpers of the monitoring tests (SNMP, Auto Warning, syslog, metrics):
+a two-port NPortService over fake serial devices.  Imports nothing heavy
+(no pysnmp), so a subprocess can use it to check what a box loads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from nport_twisted.config.settings import (
+    DeviceConfig,
+    NetworkSettings,
+    OpMode,
+    OperatingSettings,
+    PortConfig,
+)
+from nport_twisted.config.store import SettingsStore
+from nport_twisted.device.lines import ModemLines
+from nport_twisted.server import NPortService
+from nport_twisted.testing import FakeSerialDevice
+
+
+def make_server(test: Any, reactor: Any, network: NetworkSettings | None = None,
+                devices: dict[str, FakeSerialDevice] | None = None,
+                **config: Any) -> tuple[NPortService, dict[str, FakeSerialDevice]]:
+    """A two-port NPortService over fake devices (port 2 in TCP Server mode)."""
+    devices = devices if devices is not None else {
+        "/dev/fake0": FakeSerialDevice("/dev/fake0", lines=ModemLines(dsr=True, dcd=True)),
+        "/dev/fake1": FakeSerialDevice("/dev/fake1", lines=None)}
+
+    def opener(protocol: Any, device: str, settings: Any) -> Any:
+        return devices[device].opener(protocol, device, settings)
+    cfg = DeviceConfig(network=network or NetworkSettings(snmp_community="plant-ro",
+                                                          snmp_contact="ops"),
+                       **config).with_port_count(2, OpMode.TCP_SERVER)
+    cfg = cfg.replace_port(0, PortConfig(operating=OperatingSettings(mode=OpMode.TCP_SERVER)))
+    server = NPortService(reactor, list(devices), cfg, SettingsStore(None), opener,
+                          interface="127.0.0.1", port_offset=0)
+    return server, devices
+
+
+
+
+def stop_server(server: NPortService, devices: dict[str, FakeSerialDevice]) -> Deferred[None]:
+    """Stop C{server} and finish its fake devices' close (what a SerialPort would do)."""
+    d: Deferred[None] = server.stopService()
+    for device in devices.values():
+        device.close_complete()
+    return d
