@@ -675,7 +675,7 @@ class PipedLogTests(SynchronousTestCase):
         import subprocess
         import sys
         import time
-        offset = _free_offset([950, 966, 80, 4900])
+        offset = _free_offset([950, 966, 80, 23, 4900])
         proc = subprocess.Popen(
             [sys.executable, "-m", "nport_twisted", "--ports", "/dev/nx0", "--interface",
              "127.0.0.1", "--port-offset", str(offset), "--no-discovery"],
