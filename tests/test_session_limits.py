@@ -233,6 +233,19 @@ class LogFloodTests(SynchronousTestCase):
         self.assertEqual(h.factory.gate.stats.refused_limit, 1001)
 
 
+class ReconnectLogTests(SynchronousTestCase):
+    def test_reconnect_loop_logs_bounded(self) -> None:
+        """1,000 connect/disconnect cycles from one host log a handful of lines (then summaries)."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        h = Harness(self)
+        for _ in range(1000):
+            proto, _ = h.data("10.0.0.1")
+            proto.connectionLost()
+        h.clock.advance(10)
+        lines = [e for e in observer if e["log_level"].name == "info"]
+        self.assertLess(len(lines), 20)
+
+
 class ReapTests(SynchronousTestCase):
     """Item 10: a peer that closed and reconnected at once is not refused."""
 

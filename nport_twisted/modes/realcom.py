@@ -109,9 +109,10 @@ class RealComPort(AsppPort):
         pair.touch()
         pair.attached = True
         self.channel.attach(pair)
-        self._log.info("{channel}: Real COM data connection from {peer} (slot {slot})",
-                       channel=self.channel.name, peer=peer_host(pair.data.transport if pair.data else None),
-                       slot=pair.slot)
+        peer = peer_host(pair.data.transport if pair.data else None)
+        self.data_gate.logs.emit(self._log.info, "connected", peer,
+                                 "{channel}: Real COM data connection from {peer} (slot {slot})",
+                                 channel=self.channel.name, peer=peer, slot=pair.slot)
         if pair.command is not None:
             pair.command.data_connected()
 

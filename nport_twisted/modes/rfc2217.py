@@ -170,9 +170,10 @@ class Rfc2217Protocol(ChannelSession):
             opts.request(t.COM_PORT_OPTION, local=False))))
         self._binary = self._binary_out
         self.touch()
-        self._log.info("{channel}: RFC 2217 client {peer} connected ({count}/{limit})",
-                       channel=self.channel.name, peer=self.peer, count=len(self.gate.active),
-                       limit=self.gate.limit)
+        self.gate.logs.emit(self._log.info, "connected", self.peer,
+                            "{channel}: RFC 2217 client {peer} connected ({count}/{limit})",
+                            channel=self.channel.name, peer=self.peer,
+                            count=len(self.gate.active), limit=self.gate.limit)
 
     def received(self, data: bytes) -> None:
         if (self._cr_nul is None and not self._backlog and self._parser.in_data
@@ -187,8 +188,9 @@ class Rfc2217Protocol(ChannelSession):
     def closed(self, reason: Failure) -> None:
         self._held.clear()
         super().closed(reason)
-        self._log.info("{channel}: RFC 2217 client {peer} disconnected",
-                       channel=self.channel.name, peer=self.peer)
+        self.gate.logs.emit(self._log.info, "disconnected", self.peer,
+                            "{channel}: RFC 2217 client {peer} disconnected",
+                            channel=self.channel.name, peer=self.peer)
         if not self.factory.active:
             self.factory.last_client_left()
 

@@ -63,12 +63,17 @@ class TcpServerProtocol(ChannelSession):
 
     def admitted(self) -> None:
         super().admitted()
-        self._log.info("{channel}: {peer} connected ({count}/{limit})", channel=self.channel.name,
-                       peer=self.peer, count=len(self.gate.active), limit=self.gate.limit)
+        # Connect/disconnect lines per source are bounded too (a reconnect loop is a log flood).
+        self.gate.logs.emit(self._log.info, "connected", self.peer,
+                            "{channel}: {peer} connected ({count}/{limit})",
+                            channel=self.channel.name, peer=self.peer, count=len(self.gate.active),
+                            limit=self.gate.limit)
 
     def closed(self, reason: Failure) -> None:
         super().closed(reason)
-        self._log.info("{channel}: {peer} disconnected", channel=self.channel.name, peer=self.peer)
+        self.gate.logs.emit(self._log.info, "disconnected", self.peer,
+                            "{channel}: {peer} disconnected", channel=self.channel.name,
+                            peer=self.peer)
         if self.factory.command_port is not None:
             self.factory.command_port.data_closed(self.peer)
 
