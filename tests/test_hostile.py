@@ -254,12 +254,16 @@ def scenario_capture_flood(seconds: float = 3.0) -> Figures:
             sent = connections = refused = 0
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
-                s = connect(live.port(CAPTURE))
+                try:
+                    s = connect(live.port(CAPTURE))
+                except OSError:  # over the 16 connections: reset at once (even during connect)
+                    refused += 1
+                    continue
                 try:
                     s.sendall(block)
                     sent += len(block)
                     connections += 1
-                except OSError:  # over the 16 connections: reset at once
+                except OSError:
                     refused += 1
                 s.close()
                 watch.sample()
