@@ -32,7 +32,7 @@ from nport_twisted import __version__
 from nport_twisted._exceptions import ConfigError
 from nport_twisted.config.linespec import PORT_FIELDS, PortSpec, describe_line, parse_port_specs
 from nport_twisted.config.store import SettingsStore
-from nport_twisted.config.models import Model, default_model, find_model
+from nport_twisted.config.models import Model, find_model
 from nport_twisted.config.settings import DeviceConfig, OpMode, PortConfig
 
 from nport_twisted.tools.realtty.options import RealTtyOptions

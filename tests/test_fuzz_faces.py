@@ -22,7 +22,6 @@ from urllib.parse import urlencode
 
 from hypothesis import given
 from hypothesis import strategies as st
-from twisted.internet.address import IPv4Address
 from twisted.internet.error import (
     ConnectionDone,
     ConnectionLost,

@@ -598,7 +598,6 @@ class FlushedWakeUpTests(SynchronousTestCase):
         from nport_twisted._txinternals import TtyEof
 
         pty, port, _ = self._port()
-        fd = port.fileno()
         results = [port.doRead() for _ in range(TtyEof.limit)]
         self.assertEqual(results[:-1], [None] * (TtyEof.limit - 1))
         self.assertIsNotNone(results[-1])

@@ -710,7 +710,6 @@ class ConsoleScriptVersionTests(SynchronousTestCase):
     def test_every_console_script_has_version(self) -> None:
         """Every console script in setup.cfg answers --version with ours (issue 13)."""
         import configparser
-        import sys
 
         from nport_twisted import __version__
         parser = configparser.ConfigParser()

@@ -19,7 +19,7 @@ from nport_twisted.config.store import SettingsStore
 from nport_twisted.web.console import WebConsole
 from nport_twisted.web.limits import ConnectionLimits
 from nport_twisted.web.resources import ConsoleSite
-from tests.test_web import MAC, PASSWORD, Client, WebTestCase, _parse_response
+from tests.test_web import MAC, PASSWORD, WebTestCase, _parse_response
 
 from nport_twisted.config.identity import resolve_identity
 

@@ -36,7 +36,6 @@ destination ranges; datagrams arriving on it go to the serial device
 from __future__ import annotations
 
 import errno
-import re
 from collections.abc import Callable, Sequence
 from ipaddress import IPv4Address
 from typing import Any

@@ -37,11 +37,6 @@ STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
 STORED = "Settings stored. Use Save/Restart to put them in force."
 
-_CSP = (
-    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    b"connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-)
-
 
 # -- request helpers ----------------------------------------------------------------------------
 

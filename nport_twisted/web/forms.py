@@ -27,7 +27,7 @@ import json
 import re
 import typing
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 

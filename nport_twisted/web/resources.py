@@ -68,7 +68,6 @@ from nport_twisted.web.pages import (
 from nport_twisted.web.limits import ConnectionLimits, LimitedConsoleChannel, LimitedConsoleRequest
 from nport_twisted.web.protocol import (
     SECURITY_HEADERS,
-    ConsoleRequest,
     ErrorResource,
 )
 
