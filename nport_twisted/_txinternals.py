@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from typing import Any, Callable
 
 from twisted.internet.abstract import FileDescriptor
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer, ISSLTransport
 from zope.interface import implementer
 
@@ -457,3 +458,18 @@ def enable_tls() -> None:
                  "TLSMemoryBIOFactory": tls.TLSMemoryBIOFactory}
         for name, value in names.items():
             setattr(endpoints, name, value)
+
+
+def chained(d: Deferred[None]) -> Deferred[None]:
+    """A new Deferred firing (with None) when C{d} does, leaving C{d}'s result alone.
+
+    Several callers may wait on one close or reload this way without consuming its result.
+    """
+    out: Deferred[None] = Deferred()
+
+    def fire(result: object) -> object:
+        out.callback(None)
+        return result
+
+    d.addBoth(fire)
+    return out

@@ -22,6 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from nport_twisted._txinternals import chained
 from nport_twisted.config.changes import describe_changes
 from nport_twisted.config.settings import DeviceConfig, OpMode, OperatingSettings, PortConfig
 from nport_twisted.config.store import SettingsStore
@@ -383,7 +384,7 @@ class NPortService(service.MultiService):
         """
         if self._reloading is not None:
             self._reload_again = True
-            return _chained(self._reloading)
+            return chained(self._reloading)
         keep = self.config.password
 
         def load() -> DeviceConfig:
@@ -405,7 +406,7 @@ class NPortService(service.MultiService):
             return result
 
         d.addBoth(done)
-        return _chained(d)
+        return chained(d)
 
     def _not_loaded(self, f: Failure) -> None:
         from nport_twisted._exceptions import ConfigError
@@ -445,15 +446,3 @@ class NPortService(service.MultiService):
         new_port = attrs.evolve(port, serial=attrs.evolve(port.serial, **serial),
                                 operating=attrs.evolve(port.operating, **operating))
         return self.apply_config(self.config.replace_port(index, new_port))
-
-
-def _chained(d: Deferred[None]) -> Deferred[None]:
-    """A Deferred firing (with None) when C{d} does, leaving C{d}'s result alone."""
-    out: Deferred[None] = Deferred()
-
-    def fire(result: object) -> object:
-        out.callback(None)
-        return result
-
-    d.addBoth(fire)
-    return out

@@ -40,7 +40,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
 
-from nport_twisted._txinternals import BufferProducer, fast_io, slow_io, write_now
+from nport_twisted._txinternals import BufferProducer, chained, fast_io, slow_io, write_now
 from nport_twisted.config.settings import SerialSettings
 from nport_twisted.device.adapter import (
     ISerialControl,
@@ -402,7 +402,7 @@ class SerialChannel(service.Service):
             # instead of closing once its buffer drains: unregister first.
             self._handle.transport.unregisterProducer()
             self._handle.transport.loseConnection()
-        return _chain(self._closing)
+        return chained(self._closing)
 
     def _serial_lost(self, protocol: _SerialProtocol, reason: Failure) -> None:
         if protocol is not self._protocol:
@@ -852,14 +852,3 @@ class SerialChannel(service.Service):
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
-
-
-def _chain(d: Deferred[None]) -> Deferred[None]:
-    """A new Deferred that fires when C{d} does, without consuming its result."""
-    out: Deferred[None] = Deferred()
-
-    def fire(result: object) -> object:
-        out.callback(None)
-        return result
-    d.addBoth(fire)
-    return out
