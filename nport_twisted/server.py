@@ -55,6 +55,8 @@ _FRONTENDS: dict[OpMode, str] = {
     OpMode.RFC2217: "nport_twisted.modes.rfc2217:rfc2217_frontend",
     OpMode.TCP_CLIENT: "nport_twisted.modes.tcpclient:tcp_client_frontend",
     OpMode.UDP: "nport_twisted.modes.udp:udp_frontend",
+    OpMode.PAIR_MASTER: "nport_twisted.modes.pair:pair_master_frontend",
+    OpMode.PAIR_SLAVE: "nport_twisted.modes.pair:pair_slave_frontend",
 }
 
 
