@@ -24,9 +24,19 @@ from nport_twisted.testing import FakeSerialDevice
 
 
 def make_server(test: Any, reactor: Any, network: NetworkSettings | None = None,
-                devices: dict[str, FakeSerialDevice] | None = None,
+                devices: dict[str, FakeSerialDevice] | None = None, port_offset: int | None = None,
                 **config: Any) -> tuple[NPortService, dict[str, FakeSerialDevice]]:
-    """A two-port NPortService over fake devices (port 2 in TCP Server mode)."""
+    """
+    A two-port NPortService over fake devices (both ports in TCP Server
+    mode).  On the real reactor the ports (4001, 4002) are shifted by a
+    free offset, so that tests running at once never clash.
+    """
+    if port_offset is None:
+        from twisted.internet import reactor as real_reactor
+        port_offset = 0
+        if reactor is real_reactor:
+            from tests.e2e_util import free_port_offset
+            port_offset = free_port_offset(tcp=(4001, 4002), udp=())
     devices = devices if devices is not None else {
         "/dev/fake0": FakeSerialDevice("/dev/fake0", lines=ModemLines(dsr=True, dcd=True)),
         "/dev/fake1": FakeSerialDevice("/dev/fake1", lines=None)}
@@ -38,7 +48,7 @@ def make_server(test: Any, reactor: Any, network: NetworkSettings | None = None,
                        **config).with_port_count(2, OpMode.TCP_SERVER)
     cfg = cfg.replace_port(0, PortConfig(operating=OperatingSettings(mode=OpMode.TCP_SERVER)))
     server = NPortService(reactor, list(devices), cfg, SettingsStore(None), opener,
-                          interface="127.0.0.1", port_offset=0)
+                          interface="127.0.0.1", port_offset=port_offset)
     return server, devices
 
 

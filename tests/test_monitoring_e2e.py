@@ -26,6 +26,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from nport_twisted.config.settings import (
     AutoWarningSettings,
     DeviceConfig,
+    MonitoringSettings,
     NetworkSettings,
     OperatingSettings,
     OpMode,
@@ -47,6 +48,7 @@ from tests.e2e_util import (
 COMMUNITY = "plant-ro"
 TRAP_COMMUNITY = "plant-traps"
 PASSWORD = "plant floor 42"
+METRICS_TOKEN = "scrape-token-for-the-test"
 #: The SNMP agent's port before the offset.
 SNMP = 161
 NET_SNMP_TOOLS = ("snmpget", "snmpwalk", "snmpbulkwalk", "snmptrapd")
@@ -146,6 +148,7 @@ class MonitoringEndToEndTests(TestCase):
         config = DeviceConfig(
             network=NetworkSettings(snmp_community=COMMUNITY, snmp_contact="ops"),
             password=PasswordSettings.from_password(PASSWORD),
+            monitoring=MonitoringSettings(metrics_token=METRICS_TOKEN),
             auto_warning=AutoWarningSettings(
                 mail_server=LOOPBACK, mail_port=self.smtp.number,
                 mail_from="nport@plant.example", mail_to=("ops@plant.example",),
@@ -229,13 +232,27 @@ class MonitoringEndToEndTests(TestCase):
         out, err, code = await self.snmp("snmpget", "-v2c", "-c", COMMUNITY, moxa_rx)
         self.assertEqual(out.decode().strip(), f"{moxa_rx} = INTEGER: 5000")
 
-        # A wrong password on the web login page: a mail and an authenticationFailure trap.
+        # /metrics with the metrics token: prometheus_client's parser reads it, same counters.
+        from tests.test_metrics import parse
+
         from twisted.web.client import Agent, readBody
         from twisted.web.http_headers import Headers
-        from twisted.web.client import FileBodyProducer
-        from io import BytesIO
 
         agent = Agent(self.reactor)
+        response = await agent.request(
+            b"GET", f"http://{LOOPBACK}:{80 + self.offset}/metrics".encode(),
+            Headers({b"authorization": [f"Bearer {METRICS_TOKEN}".encode()]}))
+        metrics = parse((await readBody(response)).decode())
+        self.assertEqual(response.code, 200)
+        self.assertEqual(metrics["nport_port_rx_bytes_total"][(("port", "1"),)], 5000)
+        self.assertEqual(metrics["nport_port_connections"][(("port", "1"),)], 1)
+        self.assertGreater(metrics["process_resident_memory_bytes"][()], 0)
+
+        # A wrong password on the web login page: a mail and an authenticationFailure trap.
+        from io import BytesIO
+
+        from twisted.web.client import FileBodyProducer
+
         response = await agent.request(
             b"POST", f"http://{LOOPBACK}:{80 + self.offset}/login".encode(),
             Headers({b"content-type": [b"application/x-www-form-urlencoded"]}),

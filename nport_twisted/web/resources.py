@@ -44,6 +44,7 @@ from nport_twisted.web.base import (
 )
 from nport_twisted.web.classic import ClassicSaveRestart, ClassicSet
 from nport_twisted.web.console import WebConsole
+from nport_twisted.web.metrics import MetricsResource
 from nport_twisted.web.pages import (
     AccessiblePage,
     BasicPage,
@@ -133,6 +134,7 @@ class Root(Resource):
             b"accessible": AccessiblePage(console),
             b"warning": WarningPage(console),
             b"monitor": MonitorPage(console),
+            b"metrics": MetricsResource(console),  # Prometheus (docs/monitoring.md)
             b"password": PasswordPage(console),
             b"factory": FactoryPage(console),
             b"saverestart": SaveRestartPage(console),
