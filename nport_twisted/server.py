@@ -57,6 +57,7 @@ _FRONTENDS: dict[OpMode, str] = {
     OpMode.UDP: "nport_twisted.modes.udp:udp_frontend",
     OpMode.PAIR_MASTER: "nport_twisted.modes.pair:pair_master_frontend",
     OpMode.PAIR_SLAVE: "nport_twisted.modes.pair:pair_slave_frontend",
+    OpMode.ETHERNET_MODEM: "nport_twisted.modes.ethernet_modem:ethernet_modem_frontend",
 }
 
 

@@ -7,7 +7,6 @@ loopback on a free --port-offset.  Every wait is bounded.
 from __future__ import annotations
 
 import os
-import re
 import termios
 from typing import Any
 
@@ -257,12 +256,3 @@ class UsageTests(_ServiceTestCase):
         self.assertNotEqual(code, 0)
         self.assertRegex(output, r"max_connection = '?9'?")
         self.assertIn("nport.ini", output)
-
-    def test_unimplemented_mode(self) -> None:
-        """--mode ethernet-modem (not implemented yet) is a usage error naming the mode."""
-        service = Service(
-            self.dir, ["--mode", "ethernet-modem", "--ports", os.path.join(self.dir, "nodev")]
-        )
-        code, output = service.run_to_exit()
-        self.assertNotEqual(code, 0)
-        self.assertTrue(re.search(r"ethernet-modem is not implemented", output), output)

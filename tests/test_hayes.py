@@ -242,11 +242,20 @@ class CallTests(SynchronousTestCase):
         self.assertEqual(actions, [Answer(), GoOnline(), Output(b"\r\nCONNECT 19200\r\n")])
 
     def test_auto_answer(self) -> None:
-        """S0>=1: the call is answered at once (MOXA's rule), no RING."""
+        """S0=n: the call rings and is answered on the n-th ring (Hayes)."""
         modem = quiet_echo()
         command(modem, b"ATS0=1")
         self.assertEqual(modem.incoming(9600, 0),
-                         [Answer(), GoOnline(), Output(b"\r\nCONNECT 9600\r\n")])
+                         [Output(b"\r\nRING\r\n"), Answer(), GoOnline(),
+                          Output(b"\r\nCONNECT 9600\r\n")])
+        modem = quiet_echo()
+        command(modem, b"ATS0=3")
+        self.assertEqual(join_output(modem.incoming(9600, 0) + modem.ring(6)),
+                         b"\r\nRING\r\n" * 2)
+        self.assertIs(modem.state, CallState.RINGING)
+        self.assertEqual(modem.ring(12)[1:3], [Answer(), GoOnline()])
+        self.assertIs(modem.state, CallState.ONLINE)
+        self.assertTrue(modem.dcd)
 
     def test_busy_modem_refuses_calls(self) -> None:
         """A call while not idle is hung up at once."""

@@ -120,7 +120,11 @@ class NPortServiceTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_unimplemented_mode_rejected(self) -> None:
-        """apply_config refuses a mode that has no front-end yet and keeps the running config."""
+        """apply_config refuses a mode that has no front-end and keeps the running config."""
+        from nport_twisted import server
+
+        self.patch(server, "_FRONTENDS", {m: p for m, p in server._FRONTENDS.items()
+                                          if m is not OpMode.ETHERNET_MODEM})
         svc, _, _ = _service(self, [OpMode.TCP_SERVER])
         before = svc.config
         self.assertRaises(ValueError, svc.update_port, 0, mode=OpMode.ETHERNET_MODEM)

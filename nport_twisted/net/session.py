@@ -300,6 +300,7 @@ class ReadHold(enum.Enum):
     SERIAL_BUSY = "the serial device is not keeping up"
     PEER_NOT_READING = "the peer does not read what we send"
     BACKLOG = "requests already read wait for the next reactor turn"
+    MODEM_COMMAND = "the emulated modem is ringing or in command mode"
 
 
 class AdmittedSession(Protocol, ClockedTimeout):

@@ -14,15 +14,14 @@ L{HayesModem.remote_hangup} …).  No clock here: the time is an argument,
 and L{HayesModem.next_deadline}/L{HayesModem.poll} drive the escape guard
 time.
 
-What MOXA documents for its Ethernet Modem mode (NPort 6000 manual
-pp. 7-19, W2x50A appendix C; docs/modes/ethernet-modem.md): ``ATD
-<ip>:<port>`` dials out and answers ``CONNECT <baud>``; an incoming
-connection rings (``RING``; ``ATA`` answers) when S0 is 0, and is answered
-at once with ``CONNECT <baud>`` when S0 is 1 or more; ``+++`` framed by the
-S12 guard time (escape character in S2) returns to command mode; ``ATH``
-then hangs up and ``NO CARRIER`` is returned.  The rest is ours and follows
-Hayes: the other commands, result codes, registers and the dial-string
-forms below.
+What is MOXA's (settings.md §5.5, NPort 6000 manual [S32]): Ethernet
+Modem mode is an AT-command modem emulation, ``ATD <ip>:<port>`` dials
+out, an incoming connection rings (``RING``) and ``ATA`` answers it.
+Everything else here is ours and follows Hayes practice: the other
+commands, the result codes (``CONNECT <baud>``, ``NO CARRIER``, ``BUSY``
+for a refused dial), ``+++`` framed by the S12 guard time, auto-answer on
+the S0-th ring, the registers and the dial-string forms below
+(docs/modes/ethernet-modem.md).
 
 Commands (after ``AT``; spaces ignored; several per line):
   D<target>   dial: ``host:port``, ``[v6]:port``, a 12-digit address
@@ -326,25 +325,27 @@ class HayesModem:
 
     def incoming(self, baud: int, now: float) -> list[Action]:
         """
-        A TCP connection arrived while idle.  S0 = 0: ring (L{ring} for the
-        next rings, ATA answers); S0 >= 1: answered at once (MOXA's rule).
-        The front-end refuses calls while the modem is not idle.
+        A TCP connection arrived while idle: it rings now (L{ring} for the
+        next rings).  S0 = 0: it rings until ATA; S0 = n: it is answered on
+        the n-th ring (Hayes auto-answer).  The front-end refuses calls
+        while the modem is not idle.
         """
         if self.state is not CallState.IDLE:
             return [Hangup()]
         self.baud = baud
-        if self.registers[0] >= 1:
-            return [Answer(), *self._connect(baud, now)]
         self.state = CallState.RINGING
         self.registers[1] = 0
-        return self.ring()
+        return self.ring(now)
 
-    def ring(self) -> list[Action]:
-        """One more RING for the waiting call (S1 counts them)."""
+    def ring(self, now: float = 0.0) -> list[Action]:
+        """One more RING for the waiting call (S1 counts them); the S0-th answers it."""
         if self.state is not CallState.RINGING:
             return []
         self.registers[1] = min(255, self.registers[1] + 1)
-        return self._result(Result.RING)
+        actions = self._result(Result.RING)
+        if self.registers[0] and self.registers[1] >= self.registers[0]:
+            actions += [Answer(), *self._connect(self.baud, now)]
+        return actions
 
     def incoming_gone(self) -> list[Action]:
         """The ringing call went away (the caller left, or nobody answered)."""
