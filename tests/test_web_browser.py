@@ -253,6 +253,27 @@ class BrowserTests(TestCase):
         cell = f'[data-port="1"][data-key="{key}"]'
         self._until(lambda d: d.find_element(By.CSS_SELECTOR, cell).text == text)
 
+    def _graph(self) -> tuple[str, int, int]:
+        """Port 1's Rx line: its points, the bytes of its last sample, and draws so far."""
+        from selenium.webdriver.common.by import By
+
+        d = self.driver
+        line = d.find_element(By.CSS_SELECTOR, '#graphs figure[data-port="1"] svg polyline.rx')
+        draws = int(d.find_element(By.ID, "graphs").get_attribute("data-draws") or 0)
+        return line.get_attribute("points") or "", int(line.get_attribute("data-last") or 0), draws
+
+    def _graph_moves(self, before: tuple[str, int, int]) -> tuple[str, int, int]:
+        """Wait until port 1's Rx line was redrawn with other points and bytes in its last sample."""
+        result: list[tuple[str, int, int]] = []
+
+        def moved(d: Any) -> bool:
+            now = self._graph()
+            result[:] = [now]
+            return now[2] > before[2] and now[0] != before[0] and now[1] > 0
+
+        self._until(moved)
+        return result[0]
+
     # -- the test --------------------------------------------------------------------------------
 
     @inlineCallbacks
@@ -297,6 +318,22 @@ class BrowserTests(TestCase):
         yield self.in_browser(self._monitor_shows, "rx", "10")
         yield self.in_browser(self._monitor_shows, "baudrate", "9600")
         yield self.in_browser(self._shot, "monitor")
+
+        # The graphs (inline SVG from /api/v1/history) move while bytes flow.
+        yield self.in_browser(self._until, lambda d: self._graph()[2] >= 1)
+        before = yield self.in_browser(self._graph)
+        from twisted.internet.task import LoopingCall
+
+        flow = LoopingCall(self.device.receive, b"g" * 2000)
+        flow.start(0.2)
+        try:
+            after = yield self.in_browser(self._graph_moves, before)
+        finally:
+            flow.stop()
+        self.assertGreater(after[1], 0)
+        yield self.in_browser(self.driver.execute_script,
+                              "document.getElementById('graphs-title').scrollIntoView();")
+        yield self.in_browser(self._shot, "monitor-graphs")
 
     # -- issue 11: conflicts, requested/in force, a phone's width ---------------------------------
 

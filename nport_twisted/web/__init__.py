@@ -59,6 +59,11 @@ def web_services(
     limits = ConnectionLimits(fd_reserve=64 + 12 * len(server.ports))
     site = ConsoleSite(console, reactor=server.reactor, limits=limits)
     services: list[service.IService] = [_Announce(console)]
+    if console.history is None:  # the Monitor's graphs and GET /api/v1/history
+        from nport_twisted.services.history import History
+
+        console.history = History(server)
+        services.append(console.history)
     if http_port is not None:
         listener = ListenerService(
             server.reactor, server.endpoint("tcp", http_port), site, server.net, None

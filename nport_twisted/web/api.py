@@ -194,6 +194,7 @@ class ApiV1(ConsoleResource):
             "device": self._device,
             "status": self._status,
             "ports": self._ports,
+            "history": self._history,
             "settings": self._settings,
             "pending": self._pending,
             "save": self._save,
@@ -275,6 +276,15 @@ class ApiV1(ConsoleResource):
         for port in status["ports"]:
             port["display"] = monitor_display(port)
         return _json(request, status)
+
+    def _history(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes:
+        self._methods(method, b"GET")
+        if rest:
+            raise ApiError(404, "not_found", "no such API resource")
+        history = self.console.history
+        if history is None:
+            raise ApiError(404, "not_found", "this console keeps no history")
+        return _json(request, history.to_json())
 
     def _ports(self, request: Any, method: bytes, rest: list[str], session: Session) -> bytes:
         if len(rest) != 2 or rest[1] != "status":

@@ -28,6 +28,7 @@ from nport_twisted.config.identity import DeviceIdentity, resolve_identity, upti
 from nport_twisted.config.settings import DeviceConfig, OpMode, PasswordSettings
 from nport_twisted.net.context import IDeviceContext
 from nport_twisted.events import AuthFailure, PasswordChanged
+from nport_twisted.services.history import History
 from nport_twisted.web.auth import LoginLimiter, SessionStore, new_token, same_token
 from nport_twisted.web.forms import (
     Field,
@@ -176,6 +177,8 @@ class WebConsole:
         #: them): turning off the last one that is served is refused.
         self.web_served = True
         self.telnet_served = False
+        #: The Monitor's 15-minute history (web_services makes it); None: not kept.
+        self.history: History | None = None
         self.setup_token: str | None = None
         self._claimed: str | None = None
         if not self.password_set:

@@ -870,6 +870,26 @@ class MonitorPage(HtmlPage):
                     class_="grid monitor", id=ident, **{"aria-labelledby": f"{ident}-title"}
                 )(head, *rows)
             )
+        history = self.console.history
+        if history is not None:
+            # Filled by the script from /api/v1/history (inline SVG, nothing loaded
+            # from elsewhere); without the script only the captions show.
+            minutes = int(history.window // 60)
+            sections.append(tags.h2(id="graphs-title")(f"Traffic and events, last {minutes} minutes"))
+            sections.append(tags.p(class_="legend")(
+                tags.span(class_="key tx")("Tx"), " bytes/s to the device, ",
+                tags.span(class_="key rx")("Rx"), " bytes/s from the device; below: ",
+                tags.span(class_="key ev-connect")("connections"), ", ",
+                tags.span(class_="key ev-line")("modem lines"), ", ",
+                tags.span(class_="key ev-device")("device"), " events."))
+            sections.append(tags.div(
+                id="graphs", **{"aria-labelledby": "graphs-title",
+                                "data-window": str(int(history.window))})(*[
+                tags.figure(class_="graph", **{"data-port": str(n)})(
+                    tags.figcaption(f"Port {n}"),
+                    tags.div(class_="plot"),
+                    tags.ol(class_="timeline", **{"aria-label": f"Port {n} events"}))
+                for n in range(1, len(displays) + 1)]))
         return self.page(
             request, session, tags.div(id="monitor", **{"data-interval": "1000"})(*sections)
         )
