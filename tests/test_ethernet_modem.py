@@ -39,6 +39,7 @@ from nport_twisted.net.listener import NetTable
 from nport_twisted.net.session import PortContext, ReadHold
 from nport_twisted.testing import FakeSerialDevice, FakeTcpTransport
 from nport_twisted.wire.hayes import CallState
+from tests import test_telnet_console, test_web
 
 OK = b"\r\nOK\r\n"
 CONNECT = b"\r\nCONNECT 115200\r\n"  # the port's baud rate (factory: 115200)
@@ -414,6 +415,71 @@ class RobustnessTests(SynchronousTestCase):
         from nport_twisted.server import frontend_builders
 
         self.assertIs(frontend_builders()[OpMode.ETHERNET_MODEM], ethernet_modem_frontend)
+
+
+class SettingsFacesTests(SynchronousTestCase):
+    """The mode and its settings through the settings file, the web form and the JSON API."""
+
+    def test_settings_file(self) -> None:
+        """mode = ethernet-modem with its local TCP port loads and is written back."""
+        from nport_twisted.config.store import dumps, loads
+
+        config = loads("[port1.operating]\nmode = ethernet-modem\nlocal_tcp_port = 5000\n"
+                       "tcp_alive_check_min = 3\n")
+        operating = config.ports[0].operating
+        self.assertEqual((operating.mode, operating.local_tcp_port, operating.tcp_alive_check_min),
+                         (OpMode.ETHERNET_MODEM, 5000, 3))
+        self.assertEqual(loads(dumps(config)).ports[0].operating, operating)
+
+    def test_web_form(self) -> None:
+        """The operating form takes the mode's fields (alive check, packing, local TCP port)."""
+        from nport_twisted.server import frontend_builders
+        from nport_twisted.web import forms
+
+        form = {"mode": "ethernet-modem", "tcp_alive_check_min": "2", "packing_length": "0",
+                "delimiter1": "0d", "delimiter2": "", "delimiter_process": "do-nothing",
+                "force_transmit_ms": "0", "local_tcp_port": "4101"}
+        new = forms.parse_operating_form(form, OperatingSettings(), frontend_builders())
+        self.assertEqual((new.mode, new.tcp_alive_check_min, new.delimiter1, new.local_tcp_port),
+                         (OpMode.ETHERNET_MODEM, 2, 0x0D, 4101))
+
+
+class ApiTests(test_web.WebTestCase):
+    """PUT the mode over the JSON API: saved, and the port runs the modem on its port."""
+
+    def setUp(self) -> None:
+        from nport_twisted.server import frontend_builders
+
+        self.patch(test_web, "_BUILDERS", frontend_builders())  # every mode, not the web's three
+        super().setUp()
+
+    def test_api_puts_the_mode_in_force(self) -> None:
+        from nport_twisted.modes.ethernet_modem import EthernetModemService
+
+        h = {"Authorization": f"Bearer {self.api_token()}"}
+        response = self.client.request(
+            "PUT", "/api/v1/settings/ports/1/operating", headers=h,
+            json_body={"mode": "ethernet-modem", "local_tcp_port": 4101})
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.client.post("/api/v1/save", headers=h).json(),
+                         {"applied": True, "saved": True})
+        self.assertIsInstance(self.server.ports[0].frontend, EthernetModemService)
+        self.assertIn(test_web.OFFSET + 4101, self.listening())
+        got = self.client.get("/api/v1/settings/ports/1/operating", headers=h).json()
+        self.assertEqual((got["mode"], got["local_tcp_port"]), ("ethernet-modem", 4101))
+
+
+class TelnetConsoleTests(test_telnet_console.ConsoleTestCase):
+    """The telnet console's operating menu offers the mode with its fields."""
+
+    def test_choose_mode(self) -> None:
+        client = self.logged_in()
+        client.send("4", "1", "1", "ethernet-modem")
+        self.assertEqual(self.console.pending.ports[0].operating.mode, OpMode.ETHERNET_MODEM)
+        answer = client.send("")
+        self.assertIn("Local TCP port", answer)
+        self.assertIn("TCP alive check", answer)
+        self.assertNotIn("Max connection", answer)
 
 
 # -- end to end ----------------------------------------------------------------------------
