@@ -14,8 +14,11 @@ reopening a device (ser2net does that per connection) never hangs the
 master up.
 
 Backpressure: when a master cannot take the whole echo (the server is not
-reading its side), the rest is kept and that master is not read again until
-it is written, so memory stays bounded and no byte is dropped.
+reading its side), the rest is kept in order and the master is still read,
+as a real device keeps receiving, until 1 MiB is held for it; then it is not
+read again until it is written, so memory stays bounded and no byte is
+dropped.  (Stopping at once would deadlock a relay that writes to the pty
+with blocking writes, as socat does.)
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import sys
 import tty
 
 READ_SIZE = 65536
+#: Echo bytes held per pty at most while the relay does not read them; reading stops there.
+MAX_PENDING = 1 << 20
 
 
 def main() -> int:
@@ -58,7 +63,7 @@ def main() -> int:
     ep.register(stdin, select.EPOLLIN | select.EPOLLHUP)
     for fd in masters:
         ep.register(fd, select.EPOLLIN)
-    pending: dict[int, memoryview] = {}
+    pending: dict[int, bytearray] = {}  # echo bytes the master did not take yet
     read, write = os.read, os.write
     EPOLLIN, EPOLLOUT = select.EPOLLIN, select.EPOLLOUT
     while not stop:
@@ -71,21 +76,22 @@ def main() -> int:
                 if not os.read(stdin, 4096):
                     stop = True
                 continue
-            if fd in pending:
-                if not ev & EPOLLOUT:
-                    continue
-                buf = pending[fd]
+            buf = pending.get(fd)
+            if buf is not None and ev & EPOLLOUT:
                 try:
                     n = write(fd, buf)
                 except BlockingIOError:
-                    continue
+                    n = 0
                 except OSError:
                     n = len(buf)  # slave side gone: nothing to echo to
-                if n < len(buf):
-                    pending[fd] = buf[n:]
-                else:
+                del buf[:n]
+                if not buf:
                     del pending[fd]
+                    buf = None
                     ep.modify(fd, EPOLLIN)
+                elif len(buf) < MAX_PENDING:
+                    ep.modify(fd, EPOLLIN | EPOLLOUT)
+            if not ev & EPOLLIN or (buf is not None and len(buf) >= MAX_PENDING):
                 continue
             try:
                 data = read(fd, READ_SIZE)
@@ -95,13 +101,20 @@ def main() -> int:
                 continue  # EIO: no slave open (cannot happen while we hold it)
             if not data:
                 continue
-            try:
-                n = write(fd, data)
-            except BlockingIOError:
-                n = 0
-            if n < len(data):
-                pending[fd] = memoryview(data)[n:]
-                ep.modify(fd, EPOLLOUT)
+            if buf is not None:
+                buf += data  # behind already: keep the order
+            else:
+                try:
+                    n = write(fd, data)
+                except BlockingIOError:
+                    n = 0
+                if n == len(data):
+                    continue
+                buf = pending[fd] = bytearray(data[n:])
+            # Keep reading while behind, up to MAX_PENDING, as a device keeps
+            # receiving: a relay whose writes block (socat) then never waits on
+            # an echo it has not read yet.
+            ep.modify(fd, EPOLLOUT if len(buf) >= MAX_PENDING else EPOLLIN | EPOLLOUT)
     for fd in masters + slaves:
         try:
             os.close(fd)

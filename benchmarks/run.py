@@ -796,6 +796,26 @@ def start_server(name: str, cfg: argparse.Namespace, procs: Processes, workdir: 
                          cfg.ser2net_bufsize)
 
 
+def ready(servers: dict[str, Server], restart: Callable[[str], Server], timeout: float = 30.0,
+          tries: int = 3) -> None:
+    """
+    Wait until every server listens.  One that lost a port to another program
+    between the runner's check and its own bind (the machine is shared) is
+    started again on other ports, up to C{tries} times.
+    """
+    for name in list(servers):
+        for attempt in range(tries):
+            try:
+                servers[name].wait_ready(timeout)
+                break
+            except BenchError as e:
+                if "Address already in use" not in str(e) or attempt == tries - 1:
+                    raise
+                log(f"{name}: a port was taken meanwhile; starting it again on other ports")
+                servers[name].stop()
+                servers[name] = restart(name)
+
+
 def wanted(cfg: argparse.Namespace, names: list[str]) -> list[str]:
     """The servers of C{names} this run measures (--only, --baseline, socat installed)."""
     out = []
@@ -831,12 +851,11 @@ def phase_one_port(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice, 
     names = wanted(cfg, list(ONE_PORT))
     servers: dict[str, Server] = {}
     paths = iter(echo.paths)
+    ptys = {name: [next(paths) for _ in range(ONE_PORT[name][2])] for name in names}
     try:
         for name in names:
-            servers[name] = start_server(name, cfg, procs, workdir,
-                                         [next(paths) for _ in range(ONE_PORT[name][2])], taken)
-        for srv in servers.values():
-            srv.wait_ready()
+            servers[name] = start_server(name, cfg, procs, workdir, ptys[name], taken)
+        ready(servers, lambda n: start_server(n, cfg, procs, workdir, ptys[n], taken))
         rtt_names = [n for n in RTT_TARGETS if n in servers]
         tp_names = [n for n in TP_TARGETS if n in servers]
         log(f"one port each, measured in turns, {cfg.repeats} repeats: {', '.join(rtt_names)}")
@@ -923,12 +942,16 @@ def phase_many_ports(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice
     free = iter(echo.paths[cfg.one_port_ptys:])
     names = wanted(cfg, LOAD_TCP)
     servers: dict[str, Server] = {}
+    ptys: dict[str, list[str]] = {}
+
+    def restart(name: str) -> Server:
+        return start_server(name, cfg, procs, workdir, ptys[name], taken)
+
     try:
         for name in names:
-            servers[name] = start_server(name, cfg, procs, workdir,
-                                         [next(free) for _ in range(cfg.ports)], taken)
-        for srv in servers.values():
-            srv.wait_ready(60)
+            ptys[name] = [next(free) for _ in range(cfg.ports)]
+            servers[name] = restart(name)
+        ready(servers, restart, 60)
         socks: dict[str, list[socket.socket]] = {}
         try:
             for name, srv in servers.items():
@@ -959,10 +982,9 @@ def phase_many_ports(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice
         tw_names = wanted(cfg, LOAD_TW)
         for name in tw_names:
             if name not in servers:
-                servers[name] = start_server(name, cfg, procs, workdir,
-                                             [next(free) for _ in range(cfg.ports)], taken)
-        for srv in servers.values():
-            srv.wait_ready(60)
+                ptys[name] = [next(free) for _ in range(cfg.ports)]
+                servers[name] = restart(name)
+        ready(servers, restart, 60)
         targets = [{"name": n, "kind": "realcom" if ONE_PORT[n][1] == "realcom" else "raw",
                     "data_ports": servers[n].data_ports, "command_ports": servers[n].command_ports,
                     "hosts": servers[n].data_hosts} for n in tw_names]

@@ -191,12 +191,15 @@ _PTY_READ = 4095
 SERIAL_GATHER = 32768
 
 
-def fast_io(reactor: Any, transport: Any) -> bool:
+def fast_io(reactor: Any, transport: Any,
+            deliver: Callable[[bytes], object] | None = None) -> bool:
     """
     Let a reactor that offers it (L{nport_twisted._reactor.FastEPollReactor})
     read C{transport} with fewer layers: what Twisted's C{doRead} does for a
     TCP connection (C{recv} of C{bufferSize}, EOF = ConnectionDone, an error =
-    ConnectionLost, data to the protocol's C{dataReceived}) or a SerialPort
+    ConnectionLost, data to C{deliver}, by default the protocol's
+    C{dataReceived}, which a caller may replace by a shortcut that does the
+    same) or a SerialPort
     (C{os.read} of 8 KiB, the same rules), without C{_doReadOrWrite}, C{doRead},
     C{readFromFD} and C{_dataReceived} in between.  Only for those two plain
     transports (never TLS or a wrapper).  Returns whether it was registered;
@@ -209,7 +212,8 @@ def fast_io(reactor: Any, transport: Any) -> bool:
         return False
     from twisted.internet.main import CONNECTION_DONE, CONNECTION_LOST
 
-    deliver = transport.protocol.dataReceived
+    if deliver is None:
+        deliver = transport.protocol.dataReceived
     if kind == _SOCKET:
         recv, size = transport.socket.recv, transport.bufferSize
 

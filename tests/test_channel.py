@@ -751,3 +751,26 @@ class DeliveryFastPathTests(SynchronousTestCase):
         self.assertEqual(a.chunks, [])
         device.receive(b"de")
         self.assertEqual(a.chunks, [b"abcd"])
+
+    def test_fast_serial_reader_same_as_the_protocol(self) -> None:
+        """
+        The fast reader's delivery (used under FastEPollReactor) gives what
+        the serial protocol gives: one session directly; two sessions,
+        packing or a jam through the general path.
+        """
+        channel, device, _ = make_channel(ignore_jammed=True)
+        a, b = RecordingSession(), RecordingSession()
+        channel.attach(a)
+        channel._fast_serial(b"one")
+        channel.attach(b)
+        channel._fast_serial(b"two")
+        channel.set_jammed(b, True)
+        channel._fast_serial(b"three")
+        channel.set_packing(PackingConfig(packing_length=4))
+        channel.set_jammed(b, False)
+        channel.detach(b)
+        channel._fast_serial(b"abcdef")
+        self.assertEqual(a.chunks, [b"one", b"two", b"three", b"abcd"])
+        self.assertEqual(b.chunks, [b"two"])
+        self.assertEqual((channel.stats.serial_rx_bytes, channel.stats.serial_rx_dropped),
+                         (17, 5))

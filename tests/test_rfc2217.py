@@ -587,3 +587,9 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         proto.dataReceived(request(Cmd.FLOWCONTROL_RESUME))
         self.assertEqual(transport.value(), b"later")
+
+    def test_fast_reader_delivery_is_the_full_protocol(self) -> None:
+        """RFC 2217 overrides received: the reactor's fast reader hands its data to dataReceived."""
+        h = Harness(self)
+        proto, _ = h.connect()
+        self.assertEqual(proto.fast_received, proto.dataReceived)

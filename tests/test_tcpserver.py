@@ -250,3 +250,27 @@ class CommandPortTests(SynchronousTestCase):
         proto.connectionLost()
         self.assertEqual(h.channel.sessions, ())
         self.assertTrue(h.channel.is_open)
+
+
+class FastReceivedTests(SynchronousTestCase):
+    """The raw relay's flattened receive (the reactor's fast reader) keeps the session's rules."""
+
+    def test_relay_received_writes_counts_and_touches(self) -> None:
+        """Host bytes reach the device, restart the inactivity timer; none once the host is gone."""
+        from nport_twisted.testing import FakePort
+
+        port = FakePort(OpMode.TCP_SERVER, inactivity_ms=1000)
+        self.addCleanup(port.stop)
+        factory = TcpServerFactory(port.ctx)
+        proto = factory.buildProtocol(None)
+        port.accept(proto, "10.0.0.1")
+        fast = proto.fast_received
+        self.assertNotEqual(fast, proto.dataReceived)
+        port.clock.advance(0.9)
+        fast(b"abc")
+        port.clock.advance(0.9)
+        self.assertEqual(port.device.written, b"abc")
+        self.assertFalse(proto.transport.disconnecting)
+        proto.connectionLost()
+        fast(b"late")
+        self.assertEqual(port.device.written, b"abc")
