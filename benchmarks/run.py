@@ -303,9 +303,12 @@ class NPortServer(Server):
             offset = free_base(needed, taken, 20000, 27000)
             d = os.path.join(workdir, f"nport-{mode}-{len(paths)}-{p_index}-{offset}")
             os.makedirs(d, exist_ok=True)
-            argv = [*twistd_command(), *(["--reactor", reactor] if reactor else []), "-n",
-                    "--pidfile=", f"--logfile={os.path.join(d, 'twistd.log')}", "nport",
-                    "--mode", mode, "--port-offset", str(offset)]
+            if reactor or not os.path.isfile(os.path.join(root, "nport_twisted", "__main__.py")):
+                argv = [*twistd_command(), *(["--reactor", reactor] if reactor else []), "-n",
+                        "--pidfile=", f"--logfile={os.path.join(d, 'twistd.log')}", "nport"]
+            else:  # as deployed (systemd unit, container): nport-twisted = python -m nport_twisted
+                argv = [sys.executable, "-m", "nport_twisted"]
+            argv += ["--mode", mode, "--port-offset", str(offset)]
             if not consoles:
                 argv += ["--http-port", "0"]
                 if "telnet-port" in source:
@@ -498,18 +501,22 @@ def drain(s: socket.socket, quiet: float) -> int:
         n += len(data)
 
 
-def rtt_batch(s: socket.socket, count: int, size: int = 1) -> list[float]:
+def rtt_batch(s: socket.socket, count: int, size: int = 1, name: str = "") -> list[float]:
     """C{count} writes of C{size} bytes, one at a time, each waiting for its whole echo (us)."""
     s.settimeout(5)
     samples: list[float] = []
     clock = time.perf_counter_ns
     data = b"x" * size
-    for _ in range(count):
+    for i in range(count):
         t0 = clock()
         s.sendall(data)
         got = 0
         while got < size:
-            n = len(s.recv(65536))
+            try:
+                n = len(s.recv(65536))
+            except TimeoutError:
+                raise BenchError(f"{name or 'a server'}: no echo within 5 s (round trip {i + 1} "
+                                 f"of {count}, {got} of {size} bytes back)") from None
             if not n:
                 raise BenchError("connection closed during the round-trip test")
             got += n
@@ -864,17 +871,17 @@ def phase_one_port(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice, 
             for n, srv in servers.items():
                 rep["rss_1_kib"][n] = [srv.rss_kib()]
             for k in rtt_names:
-                rtt_batch(socks[k], 50)  # warm-up
+                rtt_batch(socks[k], 50, name=k)  # warm-up
             for r in range(cfg.repeats):
                 samples: dict[str, list[float]] = {k: [] for k in rtt_names}
                 batch = 100
                 for rnd in range(math.ceil(cfg.rtt_count / batch)):
                     for k in rotated(rtt_names, r + rnd):
-                        samples[k].extend(rtt_batch(socks[k], batch))
+                        samples[k].extend(rtt_batch(socks[k], batch, name=k))
                 big: dict[str, list[float]] = {k: [] for k in rtt_names if k != NPORT_2217}
                 for rnd in range(max(2, cfg.rtt_count // 200)):
                     for k in rotated(list(big), r + rnd):
-                        big[k].extend(rtt_batch(socks[k], 10, BIG_WRITE))
+                        big[k].extend(rtt_batch(socks[k], 10, BIG_WRITE, name=k))
                 slices: dict[str, list[dict[str, Any]]] = {k: [] for k in tp_names}
                 rounds = max(1, round(cfg.tp_seconds))
                 for rnd in range(rounds):

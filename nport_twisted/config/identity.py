@@ -33,7 +33,6 @@ L{HostNetwork}, whose fields tests replace with fixtures.
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
 import os
 import socket
@@ -169,6 +168,8 @@ def machine_id_mac(machine_id: str) -> bytes:
     six bytes of SHA-256("nport-twisted:" + id), with bit 1 of the first
     byte set (locally administered) and bit 0 cleared (unicast).
     """
+    import hashlib  # here, not at the top: it loads libcrypto (idle memory)
+
     digest = hashlib.sha256(b"nport-twisted:" + machine_id.strip().encode()).digest()
     return bytes([(digest[0] | 0x02) & 0xFE]) + digest[1:6]
 

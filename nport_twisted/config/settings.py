@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import hashlib
-import hmac
 import ipaddress
 import re
 import os
@@ -616,6 +614,8 @@ class PasswordSettings:
         """Hash C{password} with a fresh salt."""
         if not password:
             raise ValueError("password must not be empty")
+        import hashlib  # here, not at the top: it loads libcrypto (idle memory)
+
         salt = salt if salt is not None else os.urandom(16)
         digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P)
         enc = base64.b64encode
@@ -631,6 +631,9 @@ class PasswordSettings:
             secret = password.encode()
         except UnicodeEncodeError:  # a lone surrogate (JSON allows "\ud800"): never the password
             return False
+        import hashlib  # here, not at the top: it loads libcrypto (idle memory)
+        import hmac
+
         got = hashlib.scrypt(secret, salt=salt, n=n, r=r, p=p, dklen=len(expected),
                              maxmem=128 * r * (n + p + 2) + 2**20)
         return hmac.compare_digest(got, expected)
