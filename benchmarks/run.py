@@ -902,7 +902,7 @@ def phase_one_port(cfg: argparse.Namespace, procs: Processes, echo: EchoDevice, 
                         + (f"; {t['mb_per_s']:.2f} MB/s, {fmt(t['cpu_s_per_mb'], 4)} CPU s/MB"
                            if t else ""))
                 for k in servers:
-                    rep["rss_1_kib"][k].append(servers[k].rss_kib())
+                    rep["rss_1_busy_kib"].setdefault(k, []).append(servers[k].rss_kib())
         finally:
             for s in socks.values():
                 s.close()
@@ -1115,9 +1115,11 @@ def rows(n: int) -> list[tuple[str, list[Row]]]:
             ("Real COM echo throughput (MB/s)", "tp", NPORT_RC, "mb_per_s", 1, 2, _RC_REFS, None),
             ("Real COM CPU s per MB echoed", "tp", NPORT_RC, "cpu_s_per_mb", 1, 4, _RC_REFS,
              ("le", ("tp", SOCAT, "cpu_s_per_mb"), 1.3)),
-            ("RSS, 1 port, consoles off (MiB)", "rss_1_kib", NPORT, None, 1 / 1024, 1, _TCP_REFS,
-             ("le_abs", 32)),
-            ("RSS, 1 port, web + telnet consoles on (MiB)", "rss_1_kib", NPORT_IDLE, None,
+            ("RSS, 1 port idle (connected, no traffic yet), consoles off (MiB)", "rss_1_kib",
+             NPORT, None, 1 / 1024, 1, _TCP_REFS, ("le_abs", 32)),
+            ("RSS, 1 port, consoles off, after each repeat's tests (MiB)", "rss_1_busy_kib",
+             NPORT, None, 1 / 1024, 1, _TCP_REFS, None),
+            ("RSS, 1 port idle, web + telnet consoles on (MiB)", "rss_1_kib", NPORT_IDLE, None,
              1 / 1024, 1, (BASE_IDLE, None, None, None), None),
             (f"RSS, {n} ports (MiB)", "rss_n_kib", NPORT, None, 1 / 1024, 1, _TCP_REFS,
              ("le_abs", 48) if n <= 64 else None),
@@ -1242,7 +1244,7 @@ def compat(rep: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         for test in ("rtt", "rtt_big", "tp", "load"):
             if rep[test].get(name):
                 d[test] = summary(rep[test][name])
-        for key in ("rss_1_kib", "rss_n_kib", "pss_n_kib"):
+        for key in ("rss_1_kib", "rss_1_busy_kib", "rss_n_kib", "pss_n_kib"):
             if rep[key].get(name):
                 d[key] = statistics.median(rep[key][name])
         raw[name] = d
@@ -1359,6 +1361,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 REPEATED = ("rtt", "rtt_big", "tp", "load", "tw_rtt", "tw_tp", "tw_load", "rss_1_kib",
+            "rss_1_busy_kib",
             "rss_n_kib", "pss_n_kib", "processes_n")
 
 
