@@ -1,8 +1,11 @@
 # nport-twisted: a MOXA NPort compatible serial device server.
 #
 # Build:  docker build -t nport-twisted .
-#         (another base with Python >= 3.10: --build-arg BASE=debian:bookworm-slim; behind a
-#          TLS-intercepting proxy: --build-arg PIP_CERT=/path/inside/the/build/ca.pem)
+#         (another base: --build-arg BASE=debian:bookworm-slim, whose Python is then installed
+#          with apt-get; any base with python3 >= 3.10 and its venv module works.  Behind a
+#          TLS-intercepting proxy: --build-arg PIP_CERT=<its CA's path during the build>, e.g.
+#          podman build -v /etc/ssl/certs:/host-certs:ro --build-arg
+#          PIP_CERT=/host-certs/ca-certificates.crt, or a copy in this directory as /src/ca.pem)
 # Run (host network: MOXA's tools find the box by broadcast and see its real address; Docker
 # grants an added capability only to root, so root it is, with every other capability dropped):
 #   docker run -d --name nport --network host --user 0 --cap-drop ALL --cap-add NET_BIND_SERVICE \
@@ -26,6 +29,13 @@ COPY . /src
 # either way.  The plugin cache is written now: at run time the user cannot write it.
 RUN set -eu; \
     [ -n "${PIP_CERT}" ] || unset PIP_CERT; \
+    # A Debian/Ubuntu base without Python (debian:bookworm-slim, a debootstrap): install it.
+    if ! python3 -c "import ensurepip, venv" 2>/dev/null; then \
+        command -v apt-get >/dev/null || { echo "BASE needs python3 >= 3.10 with venv" >&2; exit 1; }; \
+        apt-get update; \
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv; \
+        rm -rf /var/lib/apt/lists/*; \
+    fi; \
     python3 -m venv /opt/nport; \
     /opt/nport/bin/pip install --no-cache-dir --disable-pip-version-check /src; \
     rm -rf /src; \

@@ -27,14 +27,16 @@ from twisted.logger import (
     ILogObserver,
     LogEvent,
     PredicateResult,
+    formatEvent,
     jsonFileLogObserver,
     textFileLogObserver,
 )
+from zope.interface import provider
 
 __all__ = ["configure_runner_logging", "json_stdout", "quiet_twisted", "text_stdout"]
 
 _NOISE = re.compile(r"^(\S+ starting on \d+|\((TCP|UDP) Port \d+ Closed\)|"
-                    r"(Starting|Stopping) factory .*|\S+ starting on '?[^ ]+'?)$", re.DOTALL)
+                    r"(Starting|Stopping) (factory|protocol) .*|\S+ starting on '?[^ ]+'?)$", re.DOTALL)
 
 
 def quiet_twisted(event: LogEvent) -> PredicateResult:
@@ -54,8 +56,28 @@ def _filtered(make: Callable[[IO[Any]], ILogObserver]) -> Callable[[IO[Any]], IL
     return factory
 
 
+def json_lines_observer(out: IO[Any]) -> ILogObserver:
+    """
+    One JSON object per line, with the rendered message in C{text}.
+
+    Twisted's own JSON observer starts every record with an RS character
+    (RFC 7464 JSON text sequences), which line-oriented shippers (jq without
+    C{--seq}, Vector, Fluent Bit, Promtail) reject, and leaves the message
+    as C{log_format} plus fields for the reader to render.
+    """
+    inner = jsonFileLogObserver(out, recordSeparator="")
+
+    @provider(ILogObserver)
+    def observe(event: LogEvent) -> None:
+        rendered = dict(event)
+        rendered["text"] = formatEvent(event)
+        inner(rendered)
+
+    return observe
+
+
 text_observer = _filtered(textFileLogObserver)
-json_observer = _filtered(jsonFileLogObserver)
+json_observer = _filtered(json_lines_observer)
 
 
 def text_stdout() -> ILogObserver:
@@ -64,7 +86,7 @@ def text_stdout() -> ILogObserver:
 
 
 def json_stdout() -> ILogObserver:
-    """A C{twistd --logger}: one JSON object per line on stdout."""
+    """A C{twistd --logger}: one JSON object per line on stdout (L{json_lines_observer})."""
     return json_observer(sys.stdout)
 
 

@@ -673,3 +673,26 @@ class CommandLineTests(SynchronousTestCase):
             ),
             (950, 966, 9600, 8, "N", 1, False, False, False),
         )
+
+
+class BridgeOpenFailureTests(SynchronousTestCase):
+    """The command-line bridge: a failed open is one critical line and exit status 1."""
+
+    def test_refused_open_is_one_line(self) -> None:
+        from twisted.internet.defer import inlineCallbacks
+        from twisted.logger import globalLogPublisher
+
+        from nport_twisted.tools.realcom_client import _bridge
+
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        reactor = MemoryReactorClock()
+        d = inlineCallbacks(_bridge)(reactor, _parser().parse_args(["127.0.0.1"]))
+        ConnectionCompleter(reactor).failOnce()
+        failure = self.failureResultOf(d, SystemExit)
+        self.assertEqual(failure.value.code, 1)
+        critical = [e for e in events if e.get("log_namespace") == "realcom_client"]
+        self.assertEqual(len(critical), 1)
+        self.assertIn("cannot open 127.0.0.1 data port 950 / command port 966",
+                      critical[0]["log_format"].format(**critical[0]))

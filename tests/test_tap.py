@@ -589,6 +589,27 @@ class RunnerLoggingTests(SynchronousTestCase):
                   "log_namespace": "x", "log_level": None})
         self.assertEqual(json.loads(out.getvalue().strip("\x1e\n"))["who"], "you")
 
+    def test_json_one_object_per_line(self) -> None:
+        """--log-format json: plain JSON lines (no RS prefix) with the rendered message in text."""
+        import io
+        import json
+
+        from twisted.logger import jsonFileLogObserver
+
+        from nport_twisted.logs import configure_runner_logging
+        parent = {"fileLogObserverFactory": jsonFileLogObserver, "logFormat": "text"}
+        configure_runner_logging(self._options(parent), "json", argv=["twist", "nport"])
+        out = io.StringIO()
+        observer = parent["fileLogObserverFactory"](out)
+        for who in ("you", "me"):
+            observer({"log_format": "hello {who}", "who": who, "log_time": 0.0,
+                      "log_namespace": "x", "log_level": None})
+        lines = out.getvalue().split("\n")
+        self.assertEqual(lines[2], "")
+        records = [json.loads(line) for line in lines[:2]]
+        self.assertEqual([r["text"] for r in records], ["hello you", "hello me"])
+        self.assertEqual(records[0]["who"], "you")
+
     def test_twistd_json_sets_logger(self) -> None:
         """Under twistd, --log-format json names our JSON observer as twistd's --logger."""
         from nport_twisted.logs import configure_runner_logging
@@ -608,7 +629,8 @@ class RunnerLoggingTests(SynchronousTestCase):
         def legacy(text: str) -> dict[str, Any]:
             return {"log_namespace": "log_legacy", "log_text": text, "isError": 0}
         for noise in ("SessionFactory starting on 950", "(TCP Port 950 Closed)",
-                      "(UDP Port 4800 Closed)", "ConsoleSite starting on 80"):
+                      "(UDP Port 4800 Closed)", "ConsoleSite starting on 80",
+                      "Starting protocol <UDP mode port1>", "Stopping protocol <UDP mode port1>"):
             self.assertEqual(quiet_twisted(legacy(noise)), PredicateResult.no, noise)
         self.assertEqual(quiet_twisted(legacy("something else")), PredicateResult.maybe)
         self.assertEqual(quiet_twisted({"log_namespace": "nport_twisted.x",

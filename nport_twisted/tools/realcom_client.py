@@ -1152,6 +1152,7 @@ def _parser() -> Any:
 
 
 def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
+    from twisted.internet.error import ConnectError
     from twisted.internet.interfaces import IHalfCloseableProtocol
     from twisted.internet.stdio import StandardIO
     from zope.interface import implementer
@@ -1161,7 +1162,20 @@ def _bridge(reactor: Any, config: Any) -> Generator[Deferred[Any], Any, None]:
     settings = line_settings(
         config.baud, config.bytesize, config.parity, config.stopbits, config.rtscts, config.xonxoff
     )
-    yield client.open(config.host, config.data_port, config.command_port, settings, tls=config.tls)
+    try:
+        yield client.open(config.host, config.data_port, config.command_port, settings,
+                          tls=config.tls)
+    except (RealComError, ConnectError, OSError) as exc:
+        # As MOXA's driver fails open() with EIO: one line, no traceback.  An NPort (or
+        # nport-twisted) whose serial port cannot be opened refuses by closing both connections.
+        hint = ("; the server dropped the open, as an NPort does whose serial port cannot be "
+                "opened (device missing or busy: its log says which)"
+                if isinstance(exc, RealComError) else "")
+        Logger(namespace="realcom_client").critical(
+            "cannot open {host} data port {data_port} / command port {command_port}: "
+            "{reason}{hint}", host=config.host, data_port=config.data_port,
+            command_port=config.command_port, reason=str(exc) or type(exc).__name__, hint=hint)
+        raise SystemExit(1)
 
     @implementer(IHalfCloseableProtocol)
     class Stdio(Protocol):
