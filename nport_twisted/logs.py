@@ -73,7 +73,8 @@ def json_lines_observer(out: IO[Any]) -> ILogObserver:
         rendered["text"] = formatEvent(event)
         inner(rendered)
 
-    return observe
+    observer: ILogObserver = observe  # provider() is untyped
+    return observer
 
 
 text_observer = _filtered(textFileLogObserver)

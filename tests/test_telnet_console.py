@@ -539,6 +539,28 @@ class SavedTests(ConsoleTestCase):
         self.assertEqual(SettingsStore(self.path).load().basic.server_name, "box-9")
 
 
+class SaveFailedTests(ConsoleTestCase):
+    """A settings file that cannot be written: the console says so, the message as written."""
+
+    def setUp(self) -> None:
+        self.path = os.path.abspath(self.mktemp())
+        os.mkdir(self.path)  # a directory where the file should be: every save fails, even as root
+        super().setUp()
+
+    def test_password_and_save_restart(self) -> None:
+        client = self.logged_in()
+        answer = client.send("9", PASSWORD, "another secret", "another secret", "y")
+        self.assertIn("The password was not changed: the settings file could not be written "
+                      f"({self.path}: ", answer)
+        self.assertIn("(systemd: StateDirectory=; containers:", answer)
+        self.assertTrue(self.server.config.password.verify(PASSWORD))
+        answer = client.send("1", "1", "box-9", "m", "s", "y")
+        self.assertIn("The settings are in force but not saved: the settings file could not be "
+                      f"written ({self.path}: ", answer)
+        self.assertEqual(self.server.config.basic.server_name, "box-9")
+        self.flushLoggedErrors()
+
+
 class ServiceTests(ConsoleTestCase):
     def test_listener(self) -> None:
         """telnet_services listens on 23 + offset and marks the telnet console as served."""

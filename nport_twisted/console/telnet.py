@@ -284,14 +284,20 @@ class ConsoleActions:
             if isinstance(f.value, FieldErrors):
                 return Outcome(False, _refused(f.value.errors))
             f.trap(SaveError)
-            return Outcome(False, str(f.value))
+            return Outcome(False, _sentence(str(f.value)))
 
         return d.addCallbacks(lambda saved: Outcome(True, applied_text(bool(saved), what)), failed)
 
 
+def _sentence(text: str) -> str:
+    """C{text} as a sentence: first letter upper case, the rest as written (paths, names)."""
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _save_failed(f: Failure) -> Outcome:
     f.trap(SaveError)
-    return Outcome(False, str(f.value).capitalize() + ".")
+    return Outcome(False, _sentence(str(f.value)))
 
 
 def _refused(errors: dict[str, str]) -> str:
