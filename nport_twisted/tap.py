@@ -442,6 +442,7 @@ def _load_box(specs: list[PortSpec], config_path: str | None, model_name: str | 
         if port.operating.mode not in implemented:
             raise usage.UsageError(
                 f"{where}port {n}: saved mode {port.operating.mode.value} is not implemented yet")
+    _check_port_numbers(config, port_offset, where, store.path)
     notes = precedence_notes(specs, defaults, config, mode if mode_text is not None else None,
                              store.path)
     if store.first_start:
@@ -449,6 +450,29 @@ def _load_box(specs: list[PortSpec], config_path: str | None, model_name: str | 
                      "file is written on the first save)")
     return Box(devices, store, config, mode, model, interface, port_offset, label or "--ports",
                notes)
+
+
+def _check_port_numbers(config: DeviceConfig, port_offset: int, where: str,
+                        path: str | None) -> None:
+    """
+    The serial ports' own TCP/UDP ports must fit 1-65535 with the offset and
+    not collide with each other: a usage error naming the setting (as the
+    settings file spells it) and where it came from, before anything listens.
+    """
+    import re
+
+    from nport_twisted.config.portmap import port_conflicts
+
+    conflicts = port_conflicts(config, port_offset)
+    if not conflicts:
+        return
+    field, reason = next(iter(conflicts.items()))
+    m = re.fullmatch(r"ports\[(\d+)\]\.(\w+)\.(\w+)", field)
+    name = f"[port{int(m.group(1)) + 1}.{m.group(2)}] {m.group(3)}" if m else field
+    source = f"the settings file {path} or " if path else ""
+    shift = " or the --port-offset" if "outside" in reason else ""
+    raise usage.UsageError(f"{where}{name}: {reason}; change it ({source}the TCPPORT= of its "
+                           f"--ports entry){shift}")
 
 
 def command_line_defaults(specs: list[PortSpec], mode: OpMode) -> DeviceConfig:

@@ -496,6 +496,25 @@ class PortSpecOptionTests(SynchronousTestCase):
                               "--mode", "disabled")
         self.assertIn("5000", str(e))
 
+    def test_port_outside_range_with_offset(self) -> None:
+        """A port that the offset pushes past 65535 is a usage error naming the setting, not a traceback."""
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "45000=/dev/nx0",
+                              "--mode", "tcp-server", "--port-offset", "37000")
+        self.assertIn("[port1.operating] local_tcp_port: TCP port 45000 (82000 with --port-offset "
+                      "37000) is outside 1-65535", str(e))
+        self.assertIn("--port-offset", str(e))
+
+    def test_ports_colliding_in_the_settings_file(self) -> None:
+        """Two serial ports on one TCP port: refused at start, both named, the file named."""
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("[port2.operating]\nmode = tcp-server\nlocal_tcp_port = 4001\n")
+        e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0,/dev/nx1",
+                              "--mode", "tcp-server", "--config", path)
+        self.assertIn("[port2.operating] local_tcp_port: TCP port 4001 is also port 1's local "
+                      "TCP port", str(e))
+        self.assertIn(path, str(e))
+
     def test_bad_entry(self) -> None:
         """A malformed entry is a usage error naming --ports and the entry."""
         e = self.assertRaises(usage.UsageError, _parse, self, "--ports", "/dev/nx0@fast")
@@ -660,6 +679,19 @@ class StartupFailureTests(SynchronousTestCase):
         self.assertIn("serial port 1", lines[0])
         self.assertIn("Address already in use", lines[0])
         self.assertIn("--port-offset", lines[0])
+
+    def test_address_in_use_in_the_ephemeral_range(self) -> None:
+        """A TCP port in the host's ephemeral range: the hint says an outgoing connection may hold it."""
+        from nport_twisted.net.listener import listen_failure
+
+        error = OSError(errno.EADDRINUSE, "Address already in use")
+        inside = listen_failure("tcp", 37080, "", error, "web-http", ephemeral=(32768, 60999))
+        self.assertIn("ephemeral range 32768-60999", inside)
+        self.assertIn("ss -tan 'sport = :37080'", inside)
+        below = listen_failure("tcp", 4001, "", error, "serial port 1", ephemeral=(32768, 60999))
+        self.assertNotIn("ephemeral", below)
+        self.assertIn("ss -lnp 'sport = :4001'", below)
+        self.assertNotIn("ephemeral", listen_failure("tcp", 37080, "", error, ephemeral=None))
 
     def test_interface_not_on_this_host(self) -> None:
         """An address this host does not have is named with the fix (TEST-NET-1, RFC 5737)."""

@@ -121,12 +121,23 @@ def privileged_port_hint(port: int) -> str:
             f"every port with --port-offset N (e.g. --port-offset 10000)")
 
 
+def local_port_range(path: str = "/proc/sys/net/ipv4/ip_local_port_range") -> tuple[int, int] | None:
+    """The host's ephemeral port range (outgoing connections' local ports), if it can be read."""
+    try:
+        with open(path) as f:
+            low, high = (int(n) for n in f.read().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
 def listen_failure(proto: str, port: int, interface: str, error: BaseException,
-                   what: str = "") -> str:
+                   what: str = "", ephemeral: tuple[int, int] | None | bool = True) -> str:
     """
     One line for a port the OS refused: which port (and what it is for),
     why, and how to fix it.  C{error} is the socket error (or Twisted's
-    CannotListenError around one).
+    CannotListenError around one).  C{ephemeral}: the host's ephemeral
+    port range (C{True}: read it, L{local_port_range}).
     """
     socket_error = getattr(error, "socketError", error)
     code = getattr(socket_error, "errno", None)
@@ -140,6 +151,13 @@ def listen_failure(proto: str, port: int, interface: str, error: BaseException,
         fix = (f"another program (or another nport-twisted) holds it: find it with "
                f"`ss -lnp 'sport = :{port}'`, stop it, give this port another number in the "
                f"settings, or shift every port with --port-offset N")
+        span = local_port_range() if ephemeral is True else ephemeral or None
+        if proto == "tcp" and span and span[0] <= port <= span[1]:
+            # A connection this host opened may have the port as its local end (also in
+            # TIME-WAIT after it closed): `ss -l` does not show it, and it goes away by itself.
+            fix += (f"; {port} is in this host's ephemeral range {span[0]}-{span[1]} "
+                    f"(net.ipv4.ip_local_port_range), so an outgoing connection may be using it "
+                    f"(`ss -tan 'sport = :{port}'`): prefer ports below {span[0]}")
         return f"cannot listen on {where}{purpose}: {reason}; {fix}"
     if code == errno.EADDRNOTAVAIL:
         return (f"cannot listen on {where}{purpose}: {reason}: {interface or 'the address'} is "
