@@ -3,8 +3,9 @@ End-to-end tests of plant monitoring (issue 17, docs/monitoring.md) against
 the real service (``twistd -n nport`` in a subprocess, a real pty as the
 serial device) and real receivers on loopback:
 
-  - net-snmp's C{snmpwalk -v2c} walks the whole tree, C{snmpbulkwalk} the
-    same, and C{snmpget} sees the counters move while bytes flow;
+  - net-snmp's C{snmpwalk -v2c} walks the whole tree, C{snmpbulkwalk} and
+    C{snmpwalk -v3} (authPriv, SHA-256/AES) the same, and C{snmpget} sees
+    the counters move while bytes flow;
   - a cold start and a wrong web password each make a mail in Twisted's
     own ESMTP server and a trap in net-snmp's C{snmptrapd}.
 
@@ -146,7 +147,9 @@ class MonitoringEndToEndTests(TestCase):
         self.traps = TrapDaemon(self.dir, TRAP_COMMUNITY)
         self.addCleanup(self.traps.stop)
         config = DeviceConfig(
-            network=NetworkSettings(snmp_community=COMMUNITY, snmp_contact="ops"),
+            network=NetworkSettings(snmp_community=COMMUNITY, snmp_contact="ops",
+                                    snmp_v3_user="plant-v3", snmp_v3_auth_password="auth pass 123",
+                                    snmp_v3_priv_password="priv pass 456"),
             password=PasswordSettings.from_password(PASSWORD),
             monitoring=MonitoringSettings(metrics_token=METRICS_TOKEN),
             auto_warning=AutoWarningSettings(
@@ -215,6 +218,16 @@ class MonitoringEndToEndTests(TestCase):
         self.assertIn(".1.3.6.1.4.1.8072.9999.9999.1.1.1.6.1", names)  # nptPortRxBytes.1
         bulk = await walk("snmpbulkwalk")
         self.assertEqual([line.split(" = ")[0] for line in bulk], names)
+        state = os.path.join(self.dir, "net-snmp")
+        os.makedirs(state, exist_ok=True)
+        os.environ["SNMP_PERSISTENT_DIR"] = state  # where net-snmp keeps v3 state
+        self.addCleanup(os.environ.pop, "SNMP_PERSISTENT_DIR", None)
+        out, err, code = await self.snmp(
+            "snmpwalk", "-v3", "-l", "authPriv", "-u", "plant-v3", "-a", "SHA-256", "-A",
+            "auth pass 123", "-x", "AES", "-X", "priv pass 456", "1.3.6.1")
+        self.assertEqual(code, 0, err)
+        v3_names = [line.split(" = ")[0] for line in out.decode().splitlines() if " = " in line]
+        self.assertEqual(v3_names, names)
 
         # Bytes from the device: the port's rx counters move.
         rx = ".1.3.6.1.4.1.8072.9999.9999.1.1.1.6.1"

@@ -309,6 +309,11 @@ class BasicSettings:
     reset_button_protect: bool = False
 
 
+def _v3_password(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value and len(value) < 8:  # RFC 3414 §11.2: at least 8 characters
+        raise ValueError(f"{attribute.name} must be at least 8 characters")
+
+
 @attrs.frozen
 class NetworkSettings:
     """
@@ -328,6 +333,13 @@ class NetworkSettings:
     snmp_community: str = attrs.field(default="", validator=_text(39))
     snmp_contact: str = attrs.field(default="", validator=_text(39))
     snmp_location: str = attrs.field(default="", validator=_text(39))
+    # Ours (docs/monitoring.md): one SNMPv3 USM user, authPriv with SHA-256 and
+    # AES-128; v3 answers nobody until the user and both passwords are set.
+    snmp_v3_user: str = attrs.field(default="", validator=_text(32))
+    snmp_v3_auth_password: str = attrs.field(default="", validator=[_text(64), _v3_password],
+                                             repr=False)
+    snmp_v3_priv_password: str = attrs.field(default="", validator=[_text(64), _v3_password],
+                                             repr=False)
     auto_report_host: str = attrs.field(default="", validator=_text(63))
     auto_report_port: int = attrs.field(default=4002, validator=_range(1, 65535))
     auto_report_period: int = attrs.field(default=10, validator=_range(1, 65535))

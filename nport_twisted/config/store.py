@@ -52,7 +52,8 @@ _HEX_FIELDS = {"delimiter1", "delimiter2"}
 #: (section, field) pairs that hold secrets: left out of exports unless asked.
 _SECRETS = {("password", "hash"), ("auto_warning", "mail_password"),
             ("auto_warning", "trap_community"), ("network", "snmp_community"),
-            ("monitoring", "metrics_token")}
+            ("monitoring", "metrics_token"), ("network", "snmp_v3_auth_password"),
+            ("network", "snmp_v3_priv_password")}
 
 _SECTIONS: list[tuple[str, type[Any]]] = [
     ("identity", Identity),

@@ -4,8 +4,9 @@ The SNMP agent (UDP 161 + port offset, C{--snmp-port}) and the trap sender
 (docs/monitoring.md, "SNMP").
 
   - Read-only.  v1 and v2c with the configured community; no default
-    community: while C{[network] snmp_community} is empty (or C{snmp} is
-    off) nothing listens.  The settings are checked every second, so a
+    community.  v3 (USM authPriv, SHA-256 and AES-128, one user:
+    L{nport_twisted.wire.snmpv3}) once C{snmp_v3_user} and both of its
+    passwords are set.  With neither (or C{snmp} off) nothing listens.  The settings are checked every second, so a
     Save/Restart or SIGHUP turns the agent on or off without a restart.
   - One thin L{DatagramProtocol}: per-source rate limit, the accessible IP
     list, then the sans-IO L{nport_twisted.wire.snmp.Responder} over the
@@ -25,6 +26,7 @@ C{trap_server:trap_port}.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +48,7 @@ from nport_twisted.wire.mib import OID, SnmpStats, Value
 if TYPE_CHECKING:
     from nport_twisted.services.snmp_mib import NPortMib
     from nport_twisted.wire.snmp import Responder
+    from nport_twisted.wire.snmpv3 import UsmUser, V3Responder
 
 __all__ = ["SNMP_PORT", "SnmpAgentService", "TrapSender"]
 
@@ -59,8 +62,11 @@ class SnmpProtocol(DatagramProtocol):
     _log = Logger()
 
     def __init__(self, agent: SnmpAgentService, responder: Responder) -> None:
+        from nport_twisted.wire.snmp import peek_version  # pysnmp: loaded only once listening
+
         self.agent = agent
         self.responder = responder
+        self._peek = peek_version
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
         host = str(addr[0])
@@ -73,13 +79,20 @@ class SnmpProtocol(DatagramProtocol):
             agent.stats.silent_drops += 1
             return
         try:
-            outcome = self.responder.respond(data)
+            v3 = agent.v3
+            if v3 is not None and data[:1] == b"\x30" and self._peek(data) == 3:
+                agent.stats.in_pkts += 1
+                outcome = v3.respond(data)
+            else:
+                outcome = self.responder.respond(data)
         except Exception:
             agent.logs.emit(self._log.failure, "bug", host, "SNMP: error answering {peer}",
                             peer=host)
             return
         if outcome.bad_community:
             agent.bad_community(host)
+        elif outcome.auth_failure:
+            agent.bad_community(host, outcome.auth_failure)
         elif outcome.dropped:
             agent.logs.emit(self._log.debug, "dropped", host, "SNMP: {why} from {peer}",
                             why=outcome.dropped, peer=host)
@@ -118,6 +131,10 @@ class SnmpAgentService(service.Service):
         self._listening: Any = None
         self._poll: LoopingCall | None = None
         self._mib: NPortMib | None = None
+        #: The v3 engine (made when the agent first listens; its user follows the settings).
+        self.v3: V3Responder | None = None
+        self._v3_user: UsmUser | None = None
+        self._v3_key: tuple[str, str, str] | None = None
         self._failed_port = False
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -128,7 +145,10 @@ class SnmpAgentService(service.Service):
         return net.snmp_community.encode("utf-8") if net.snmp else b""
 
     def wanted(self) -> bool:
-        return self.port > 0 and bool(self.community())
+        net = self.ctx.config.network
+        v3 = bool(net.snmp and net.snmp_v3_user and net.snmp_v3_auth_password
+                  and net.snmp_v3_priv_password)
+        return self.port > 0 and (bool(self.community()) or v3)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -176,6 +196,8 @@ class SnmpAgentService(service.Service):
 
         mib = self.mib
         responder = Responder(self.community, lambda: mib.mib.view(), self.stats)
+        if self.v3 is None:
+            self.v3 = self._make_v3()
         bind = ipv4_bind_address(self.ctx.interface) or "0.0.0.0"
         try:
             self._listening = self._listen_udp(self.port, SnmpProtocol(self, responder), bind)
@@ -187,7 +209,8 @@ class SnmpAgentService(service.Service):
                                 interval=self.poll_interval)
             return
         self._failed_port = False
-        self._log.info("SNMP agent (v1/v2c, read-only) on UDP {port}", port=self.port)
+        self._log.info("SNMP agent ({versions}, read-only) on UDP {port}", port=self.port,
+                       versions=self.versions())
 
     def _stop_listening(self) -> Deferred[None]:
         port, self._listening = self._listening, None
@@ -197,10 +220,69 @@ class SnmpAgentService(service.Service):
         d = port.stopListening()
         return d if isinstance(d, Deferred) else succeed(None)
 
-    def bad_community(self, host: str) -> None:
-        """An unknown community from C{host}: published (bounded) as an authentication failure."""
+    def versions(self) -> str:
+        """What the settings serve: "v1/v2c", "v3 (authPriv)" or both."""
+        served = ["v1/v2c"] if self.community() else []
+        if self.v3_user() is not None:
+            served.append("v3 authPriv")
+        return " and ".join(served) or "nothing"
+
+    def bad_community(self, host: str, reason: str = "unknown community") -> None:
+        """An unknown community (or v3 user, or digest) from C{host}: published, bounded."""
         if self._auth_limiter.allow(host, self.clock.seconds()):
-            self.ctx.events.publish(AuthFailure("snmp", host, reason="unknown community"))
+            self.ctx.events.publish(AuthFailure("snmp", host, reason=reason))
+
+    # -- SNMPv3 ------------------------------------------------------------------------
+
+    def v3_user(self) -> UsmUser | None:
+        """The configured v3 user with its localised keys (cached), or None when v3 is off."""
+        net = self.ctx.config.network
+        if not (net.snmp and net.snmp_v3_user and net.snmp_v3_auth_password
+                and net.snmp_v3_priv_password):
+            return None
+        key = (net.snmp_v3_user, net.snmp_v3_auth_password, net.snmp_v3_priv_password)
+        if self._v3_key != key or self._v3_user is None:
+            from nport_twisted.wire.snmpv3 import UsmUser
+
+            assert self.v3 is not None
+            self._v3_user = UsmUser.from_passwords(*key, engine_id=self.v3.engine_id)
+            self._v3_key = key
+        return self._v3_user
+
+    def _engine_boots(self) -> int:
+        """snmpEngineBoots: one more than last start's, kept in the state directory."""
+        state = self.ctx.state_dir
+        if not state:
+            return 1
+        path = os.path.join(state, ".snmp_engine_boots")
+        boots = 0
+        try:
+            with open(path, encoding="ascii") as f:
+                boots = int(f.read().strip() or 0)
+        except (OSError, ValueError):
+            boots = 0
+        boots = boots + 1 if 0 <= boots < 2**31 - 2 else 1
+        try:
+            from nport_twisted.config.store import atomic_write
+
+            atomic_write(path, f"{boots}\n".encode("ascii"), mode=0o644)
+        except OSError as e:
+            self._log.warn("SNMP: cannot keep snmpEngineBoots in {path} ({e})", path=path, e=e)
+        return boots
+
+    def _make_v3(self) -> V3Responder:
+        from nport_twisted.config.identity import resolve_identity
+        from nport_twisted.wire.snmp import Responder
+        from nport_twisted.wire.snmpv3 import V3Responder, engine_id_for
+
+        mac = resolve_identity(self.ctx.config, len(self.ctx.ports)).mac
+        started = self.clock.seconds()
+        mib = self.mib
+        # The PDUs are answered by a v2c responder whose answers leave room for
+        # the v3 header, security parameters and digest (~150 bytes).
+        inner = Responder(lambda: b"", lambda: mib.mib.view(), self.stats, max_size=1472 - 192)
+        return V3Responder(self.v3_user, engine_id_for(mac), self._engine_boots(),
+                           lambda: int(self.clock.seconds() - started), inner, self.stats)
 
 
 class _Sender(DatagramProtocol):

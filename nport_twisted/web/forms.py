@@ -240,6 +240,11 @@ NETWORK_FIELDS: tuple[Field, ...] = (
           help="empty = keep the stored one; SNMP answers nobody until one is set"),
     Field("snmp_contact", "Contact"),
     Field("snmp_location", "Location"),
+    Field("snmp_v3_user", "SNMPv3 user", help="authPriv: SHA-256 and AES-128; empty = no v3"),
+    Field("snmp_v3_auth_password", "SNMPv3 auth password", "secret",
+          help="8 to 64 characters; empty = keep the stored one"),
+    Field("snmp_v3_priv_password", "SNMPv3 privacy password", "secret",
+          help="8 to 64 characters; empty = keep the stored one"),
     Field("auto_report_host", "Auto report to IP"),
     Field("auto_report_port", "Auto report to UDP port", "int", size=6),
     Field("auto_report_period", "Auto report period (s)", "int", size=6),
@@ -901,7 +906,9 @@ def errors_text(errors: Mapping[str, str]) -> str:
 
 #: Fields never written out; accepted on write where a section has them.
 JSON_WRITE_ONLY = {(AutoWarningSettings, "mail_password"), (AutoWarningSettings, "trap_community"),
-                   (NetworkSettings, "snmp_community"), (MonitoringSettings, "metrics_token")}
+                   (NetworkSettings, "snmp_community"), (MonitoringSettings, "metrics_token"),
+                   (NetworkSettings, "snmp_v3_auth_password"),
+                   (NetworkSettings, "snmp_v3_priv_password")}
 
 #: The sections of the JSON API and their settings classes.
 SECTIONS: dict[str, type[Any]] = {

@@ -24,8 +24,9 @@ pyasn1 underneath); this module is what an agent adds around them
     is counted (snmpInASNParseErrs, snmpInBadVersions) and dropped; no
     exception leaves L{Responder.respond}.
 
-v3 messages (version 3) are not handled here: the caller may hand them to
-the v3 engine (nport_twisted.services.snmp_v3).
+v3 messages (version 3) are not handled here: the agent hands them to the
+USM engine (L{nport_twisted.wire.snmpv3}), which answers their PDUs with
+this responder.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Outcome:
     bad_community: bool = False
     community: bytes = attrs.field(default=b"", repr=False)
     dropped: str = ""  # why nothing was answered ("" when replied)
+    auth_failure: str = ""  # v3: an unknown user or a wrong digest (published, bounded)
 
 
 def peek_version(data: bytes) -> int | None:
