@@ -29,6 +29,7 @@ from nport_twisted.config.settings import (
 from nport_twisted.device.adapter import ModemLines
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.modes.ethernet_modem import (
+    HELD_MAX,
     MAX_RINGS,
     RING_INTERVAL,
     EthernetModemController,
@@ -212,10 +213,10 @@ class DialTests(SynchronousTestCase):
         self.assertEqual(transport.value(), b"")
         h.advance(1.1)  # the guard time after it, on the clock
         self.assertEqual(h.device.written, OK)
-        self.assertEqual(transport.producerState, "paused")
         h.clear()
-        self.assertEqual(h.command(b"ATO"), CONNECT)
-        self.assertEqual(transport.producerState, "producing")
+        protocol.dataReceived(b"while in command mode")
+        self.assertEqual(h.command(b"ATS0?"), b"\r\n000\r\n" + OK)  # kept, not shown
+        self.assertEqual(h.command(b"ATO"), CONNECT + b"while in command mode")
         self.assertEqual(h.type(b"data"), b"")
         self.assertEqual(transport.value(), b"data")
         h.advance(1.1)
@@ -295,25 +296,38 @@ class IncomingTests(SynchronousTestCase):
                          [5000])
 
     def test_ring_and_answer(self) -> None:
-        """A caller rings at once and every RING_INTERVAL, is not read until ATA, then relays."""
+        """A caller rings at once and every RING_INTERVAL; its bytes wait for ATA; then relays."""
         h = Harness(self)
         protocol, transport = h.ring()
         self.assertEqual(h.device.written, RING)
-        self.assertEqual(protocol.read_holds, frozenset({ReadHold.MODEM_COMMAND}))
+        protocol.dataReceived(b"early ")
+        self.assertEqual(h.device.written, RING)
         h.clear()
         h.advance(RING_INTERVAL)
         self.assertEqual(h.device.written, RING)
         h.clear()
         self.assertEqual(h.command(b"ATS1?"), b"\r\n002\r\n" + OK)
-        self.assertEqual(h.command(b"ATA"), CONNECT)
+        self.assertEqual(h.command(b"ATA"), CONNECT + b"early ")
         self.assertTrue(h.dtr)
-        self.assertEqual(protocol.read_holds, frozenset())
         h.advance(RING_INTERVAL * 3)
         self.assertEqual(h.device.written, b"")  # no more rings
         protocol.dataReceived(b"from the caller")
         self.assertEqual(h.device.written, b"from the caller")
         h.type(b"to the caller")
         self.assertEqual(transport.value(), b"to the caller")
+
+    def test_flood_while_ringing_pauses_the_caller(self) -> None:
+        """From HELD_MAX kept bytes on the caller is not read; ATA delivers all, in order."""
+        h = Harness(self)
+        protocol, transport = h.ring()
+        chunk = bytes(range(256)) * 64  # 16 KiB
+        for _ in range(HELD_MAX // len(chunk)):
+            self.assertEqual(protocol.read_holds, frozenset())
+            protocol.dataReceived(chunk)
+        self.assertEqual(protocol.read_holds, frozenset({ReadHold.MODEM_COMMAND}))
+        h.clear()
+        self.assertEqual(h.command(b"ATA"), CONNECT + chunk * (HELD_MAX // len(chunk)))
+        self.assertEqual(protocol.read_holds, frozenset())
 
     def test_auto_answer(self) -> None:
         """ATS0=2: answered on the second ring."""
@@ -322,7 +336,6 @@ class IncomingTests(SynchronousTestCase):
         protocol, _ = h.ring()
         h.advance(RING_INTERVAL)
         self.assertEqual(h.device.written, RING + RING + CONNECT)
-        self.assertEqual(protocol.read_holds, frozenset())
 
     def test_unanswered_caller_dropped(self) -> None:
         """After MAX_RINGS rings without ATA the caller is closed; the modem is idle."""
@@ -506,7 +519,7 @@ class EndToEndTests(TestCase):
         self.dir = os.path.abspath(self.mktemp())
         os.makedirs(self.dir)
 
-    async def _start(self) -> tuple[Any, int]:
+    async def _start(self) -> tuple[Any, int, Any]:
         from tests.e2e_util import LOOPBACK, Pty, Service, free_port_offset
 
         pty = Pty()
@@ -518,7 +531,7 @@ class EndToEndTests(TestCase):
         self.addCleanup(self._check_and_stop, service)
         await service.wait_listening([4001 + offset])
         await service.wait_device_open(pty.path)
-        return pty.attach(self.reactor), offset
+        return pty.attach(self.reactor), offset, service
 
     def _check_and_stop(self, service: Any) -> None:
         service.stop()
@@ -540,12 +553,19 @@ class EndToEndTests(TestCase):
         back, escapes (+++ with S12=0) and hangs up; then a TCP client
         connects, the pty sees RING, ATA answers, data flows both ways.
         """
-        from tests.e2e_util import tcp_connect
+        from tests.e2e_util import poll_until, tcp_connect
 
         echo = self.reactor.listenTCP(0, Factory.forProtocol(_Echo), interface="127.0.0.1")
         self.addCleanup(echo.stopListening)
-        master, offset = await self._start()
+        master, offset, service = await self._start()
 
+        # A caller that leaves while it rings frees the modem at once (no 30 s wait).
+        gone = await tcp_connect(self.reactor, 4001 + offset)
+        await self._expect(master, b"RING\r\n", "RING of the first caller")
+        gone.transport.loseConnection()
+        await gone.closed
+        await poll_until(lambda: "127.0.0.1 hung up" in service.log(), 15,
+                         what="the service to notice the caller left")
         master.write(b"ATS12=0\r")
         await self._expect(master, b"OK\r\n", "OK to ATS12=0")
         master.write(b"ATDT127.0.0.1:%d\r" % echo.getHost().port)
@@ -576,7 +596,7 @@ class EndToEndTests(TestCase):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             closed_port = s.getsockname()[1]
-        master, _ = await self._start()
+        master, _, _ = await self._start()
         master.write(b"ATD127.0.0.1:%d\r" % closed_port)
         await self._expect(master, b"BUSY\r\n", "BUSY")
         master.write(b"AT\r")

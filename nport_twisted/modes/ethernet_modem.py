@@ -16,8 +16,8 @@ the modem's state), in data mode they go to the call's TCP connection.
     the caller is dropped.  While the modem is not idle (a call, a dial,
     a ringing call) another caller is refused (closed at once).
   - ``+++`` framed by the S12 guard time returns to command mode with the
-    call up (its connection is not read meanwhile), ``ATO`` goes back,
-    ``ATH`` hangs up.  The remote closing is ``NO CARRIER``.
+    call up (what it sends meanwhile is kept, up to L{HELD_MAX}, for
+    ``ATO``), ``ATH`` hangs up.  The remote closing is ``NO CARRIER``.
   - Carrier: our DTR output (the terminal's DCD and DSR through a
     null-modem cable) follows the modem's DCD (&C1: on during a call;
     &C0: always on); the terminal dropping its DTR (our DSR input) hangs
@@ -80,8 +80,10 @@ RING_INTERVAL = 6.0
 #: would otherwise wait for ever).
 MAX_RINGS = 10
 
-#: Network bytes kept while the modem is not in data mode (bytes already read
-#: when the call's reading was paused); beyond it they are dropped and counted.
+#: Network bytes kept while the call is not in data mode (ringing, or in
+#: command mode after +++); from this much on the call is not read until data
+#: mode resumes.  The call is read until then so that a caller who leaves is
+#: noticed at once (a paused socket reports no close).
 HELD_MAX = 64 * 1024
 
 #: Identity text of ATI / ATI0; ATI3 answers the version.
@@ -99,7 +101,6 @@ class EthernetModemStats:
     answered: int = 0  # incoming calls answered (ATA or S0)
     unanswered: int = 0  # callers dropped after MAX_RINGS
     refused_busy: int = 0  # callers refused because the modem was not idle
-    network_dropped: int = 0  # network bytes dropped outside data mode (over HELD_MAX)
 
 
 def dial_endpoint(reactor: Any, host: str, port: int, timeout: float) -> IStreamClientEndpoint:
@@ -267,6 +268,7 @@ class EthernetModemController(service.Service):
         return int(settings.baudrate)
 
     def _run(self, actions: list[Action]) -> None:
+        online = False
         for action in actions:
             if isinstance(action, Output):
                 self.channel.write(action.data)
@@ -282,10 +284,11 @@ class EthernetModemController(service.Service):
             elif isinstance(action, Hangup):
                 self._hangup()
             elif isinstance(action, Escape):
-                if self.call is not None:
-                    self.call.hold(ReadHold.MODEM_COMMAND)
+                pass  # the call's bytes are kept from now on (_network_data)
             elif isinstance(action, GoOnline):
-                self._go_online()
+                online = True
+        if online:  # after the actions: CONNECT comes before the call's kept bytes
+            self._go_online()
         self._sync_carrier()
         self._schedule_guard()
 
@@ -305,8 +308,9 @@ class EthernetModemController(service.Service):
             self._call_failed(call)
 
     def _go_online(self) -> None:
+        """Data mode again: what the call sent meanwhile goes out (after CONNECT), then reading."""
         call = self.call
-        if call is None:
+        if call is None or self.modem.state is not CallState.ONLINE:
             return
         if self._held:
             data, self._held = bytes(self._held), bytearray()
@@ -411,7 +415,6 @@ class EthernetModemController(service.Service):
     def _incoming(self, call: IncomingCall) -> None:
         self.call = call
         self.stats.calls_in += 1
-        call.hold(ReadHold.MODEM_COMMAND)  # nothing is read until the call is answered
         if self._input_paused:
             call.hold(ReadHold.SERIAL_BUSY)
         self._log.info("{channel}: incoming call from {peer}", channel=self.channel.name,
@@ -447,13 +450,11 @@ class EthernetModemController(service.Service):
         if self.modem.state is CallState.ONLINE:
             self.channel.write(data)
             return
-        # Read before the hold took effect: kept for data mode, bounded.
-        room = HELD_MAX - len(self._held)
-        if len(data) > room:
-            self.stats.network_dropped += len(data) - max(room, 0)
-            self.channel.stats.serial_tx_dropped += len(data) - max(room, 0)
-            data = data[:max(room, 0)]
+        # Ringing or in command mode: kept for data mode; once HELD_MAX is
+        # kept the call is not read (at most one read beyond it is kept).
         self._held += data
+        if len(self._held) >= HELD_MAX:
+            call.hold(ReadHold.MODEM_COMMAND)
 
     def _hangup(self) -> None:
         """The modem hung up: end the dial, the ringing call or the call."""
