@@ -11,6 +11,8 @@ import os
 import socket
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.protocol import Factory, Protocol
@@ -393,6 +395,45 @@ class RobustnessTests(SynchronousTestCase):
         h = Harness(self)
         self.assertEqual(h.command(b"AT" + b"E" * 200), b"\r\nERROR\r\n")
         self.assertEqual(h.command(b"AT"), OK)
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.one_of(
+        st.tuples(st.just("serial"), st.sampled_from(
+            [b"AT\r", b"ATD127.0.0.1:7\r", b"ATA\r", b"ATH\r", b"ATO\r", b"+++", b"ATZ\r",
+             b"ATS0=1\r", b"ATS12=0\r", b"AT&C0\r"]) | st.binary(max_size=30)),
+        st.tuples(st.just("advance"), st.sampled_from([0.01, 0.5, 1.1, RING_INTERVAL, 60.0])),
+        st.tuples(st.just("accept"), st.just(b"")),
+        st.tuples(st.just("refuse"), st.just(b"")),
+        st.tuples(st.just("ring"), st.just(b"")),
+        st.tuples(st.just("remote"), st.binary(min_size=1, max_size=30)),
+        st.tuples(st.just("lose"), st.just(b"")),
+    ), max_size=40))
+    def test_any_sequence_never_raises(self, steps: list[tuple[str, Any]]) -> None:
+        """Any serial bytes, times and network events: no failure logged, still attached."""
+        h = Harness(self)
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        calls: list[tuple[Protocol, FakeTcpTransport]] = []
+        handled = 0  # dial attempts completed or refused
+        for kind, value in steps:
+            if kind == "serial":
+                h.device.receive(value)
+            elif kind == "advance":
+                h.advance(value)
+            elif kind in ("accept", "refuse") and len(h.reactor.tcpClients) > handled:
+                handled = len(h.reactor.tcpClients)
+                if kind == "accept":
+                    calls.append(h.accept_dial())
+                else:
+                    h.refuse_dial()
+            elif kind == "ring":
+                calls.append(h.ring())
+            elif kind == "remote" and calls and not calls[-1][1].disconnecting:
+                calls[-1][0].dataReceived(value)
+            elif kind == "lose" and calls:
+                lose(*calls.pop())
+        self.assertEqual([e for e in logged if e.get("log_failure") is not None], [])
+        self.assertIn(h.modem, h.channel.sessions)
+        self.assertLessEqual(len(h.modem._held), HELD_MAX + 30)
 
     def test_modem_failure_is_logged_not_raised(self) -> None:
         """An exception inside the modem is logged; the session stays attached."""
