@@ -58,6 +58,7 @@ _FRONTENDS: dict[OpMode, str] = {
     OpMode.PAIR_MASTER: "nport_twisted.modes.pair:pair_master_frontend",
     OpMode.PAIR_SLAVE: "nport_twisted.modes.pair:pair_slave_frontend",
     OpMode.ETHERNET_MODEM: "nport_twisted.modes.ethernet_modem:ethernet_modem_frontend",
+    OpMode.REVERSE_TELNET: "nport_twisted.modes.reverse_telnet:reverse_telnet_frontend",
 }
 
 

@@ -268,6 +268,40 @@ class CrNulFilter:
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
+#: What the client's Enter may look like: CR LF, CR NUL (NVT) or a bare CR.
+_ENTER = re.compile(rb"\r[\n\x00]?")
+
+#: Reverse Telnet "Map <CR-LF>" choices: what an Enter becomes on the serial line.
+ENTER_MAPS = {"crlf": b"\r\n", "cr": b"\r", "lf": b"\n"}
+
+
+class EnterMapper:
+    """
+    Reverse Telnet's "Map <CR-LF>" (MOXA's option) on data from the client:
+    every Enter -- CR LF, CR NUL or a CR followed by anything else -- becomes
+    C{enter} (CR LF, CR or LF).  A CR at the end of a chunk is mapped at once
+    and an LF or NUL opening the next chunk is dropped, so nothing waits.  A
+    bare LF passes unchanged (ours: it is not an Enter a telnet client sends).
+    """
+
+    def __init__(self, enter: bytes = b"\r\n") -> None:
+        self.enter = enter
+        self._after_cr = False
+
+    def map(self, data: bytes) -> bytes:
+        if not data:
+            return data
+        if self._after_cr:
+            self._after_cr = False
+            if data[0] in (0x0A, 0x00):
+                data = data[1:]
+        if b"\r" not in data:
+            return data
+        self._after_cr = data.endswith(b"\r")
+        enter = self.enter
+        return _ENTER.sub(lambda _m: enter, data)
+
+
 def escape_iac(data: bytes) -> bytes:
     """Double every IAC (0xFF) so C{data} passes through telnet unchanged."""
     return data.replace(_IAC_BYTE, _IAC_IAC)
