@@ -225,6 +225,44 @@ class MasterProtocolTests(SynchronousTestCase):
         self.assertTrue(any("without a destination" in ev.get("log_format", "")
                             for ev in logged))
 
+    def test_dial_timeout_and_backoff(self) -> None:
+        """A dial that times out is one warning; retries wait 1 s, then 2 s, then 4 s."""
+        import attrs
+        from twisted.internet.error import TimeoutError as DialTimeout
+        from twisted.internet.testing import MemoryReactorClock
+
+        port = FakePort(OpMode.PAIR_MASTER, lines=None, pair_remote="127.0.0.1:4001")
+        self.addCleanup(port.stop)
+        reactor = MemoryReactorClock()
+        front = pair.pair_master_frontend(attrs.evolve(port.ctx, reactor=reactor))
+        logged = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        front.startService()
+        self.addCleanup(front.stopService)
+
+        def fail_last() -> None:
+            connector = reactor.connectors[-1]
+            reactor.tcpClients[-1][2].clientConnectionFailed(connector, Failure(DialTimeout()))
+
+        self.assertEqual(reactor.tcpClients[0][:2], ("127.0.0.1", 4001))
+        fail_last()
+        reactor.advance(0.9)
+        self.assertEqual(len(reactor.tcpClients), 1)
+        reactor.advance(0.2)
+        self.assertEqual(len(reactor.tcpClients), 2)
+        fail_last()
+        reactor.advance(1.9)
+        self.assertEqual(len(reactor.tcpClients), 2)
+        reactor.advance(0.2)
+        self.assertEqual(len(reactor.tcpClients), 3)
+        fail_last()
+        end = front.end
+        self.assertEqual(end.stats.link_failures, 3)
+        warnings = [ev for ev in logged if "cannot connect to the pair slave" in
+                    ev.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+        self.assertIn("timeout", str(warnings[0]["error"]).lower())
+        self.assertTrue(port.channel.is_open)
+
 
 # --- two services on loopback ----------------------------------------------------------
 
