@@ -374,7 +374,7 @@ class InProcessPairTests(TestCase):
 class PairProcessTests(TestCase):
     """Two real services (twistd) on loopback, two ptys."""
 
-    timeout = 90
+    timeout = 180
 
     def setUp(self) -> None:
         if not have_ptys():
@@ -431,8 +431,14 @@ class PairProcessTests(TestCase):
         slave.stop()
         await poll_until(lambda: "pair link with" in master.log(), 15, what="the master's loss")
         slave2 = self._service("slave2", slave_offset, slave_cfg, slave_pty.path)
-        await slave2.wait_device_open(slave_pty.path)
-        await poll_until(lambda: master.log().count("linked to") >= 2, 40, what="the relink")
+        await slave2.wait_listening([4001 + slave_offset], timeout=30)
+        await slave2.wait_device_open(slave_pty.path, timeout=30)
+        # The master retries after 1, 2, 4, 8, 16, 30 s: a slave slow to start
+        # (a loaded machine) may wait for the 30 s step.
+        try:
+            await poll_until(lambda: master.log().count("linked to") >= 2, 75, what="the relink")
+        except AssertionError as e:
+            self.fail(f"{e}\n--- master:\n{master.log()}\n--- slave2:\n{slave2.log()}")
         s_io.data.clear()
         m_io.data.clear()
         m_io.write(b"after the restart")
