@@ -1430,3 +1430,55 @@ class SecureRealComTests(TestCase):
         self._start()
         with open(path, "rb") as f:
             self.assertEqual(f.read(), first)
+
+
+class FastReceivedTests(SynchronousTestCase):
+    """The data connection's flattened receive (the reactor's fast reader) keeps its rules."""
+
+    def test_data_to_the_device_and_activity(self) -> None:
+        """Host bytes reach the device unchanged and count as the pair's activity."""
+        box = Box()
+        _, data = box.opened()
+        fast = data.fast_received
+        self.assertNotEqual(fast, data.dataReceived)
+        box.reactor.advance(5)
+        fast(b"\x00\xff\x13\x11AT\r")
+        self.assertEqual(box.device.written, b"\x00\xff\x13\x11AT\r")
+        assert data.pair is not None
+        self.assertEqual(data.pair.last_activity, box.reactor.seconds())
+
+    def test_discarded_while_flushing_and_after_close(self) -> None:
+        """Between FLUSH_START and FLUSH_STOP, and once the connection is gone: nothing."""
+        box = Box()
+        cmd, data = box.opened()
+        fast = data.fast_received
+        cmd.flushing = True
+        fast(b"dropped")
+        cmd.flushing = False
+        fast(b"kept")
+        box.hang_up(data)
+        fast(b"late")
+        self.assertEqual(box.device.written, b"kept")
+
+    def test_error_drops_only_this_connection(self) -> None:
+        """An exception on the way to the device aborts the data connection, logged."""
+        box = Box()
+        _, data = box.opened()
+
+        def broken(chunk: bytes) -> bool:
+            raise RuntimeError("boom")
+
+        box.channel.write = broken  # type: ignore[method-assign]
+        data.fast_received(b"x")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(data.transport.disconnecting)
+
+    def test_subclass_with_own_received_keeps_data_received(self) -> None:
+        """A data protocol overriding received gets dataReceived from the fast reader."""
+        class Custom(DataProtocol):
+            def received(self, data: bytes) -> None:
+                super().received(data)
+
+        box = Box()
+        proto = Custom(box.port)
+        self.assertEqual(proto.fast_received, proto.dataReceived)

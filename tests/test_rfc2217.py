@@ -588,8 +588,69 @@ class FastPathTests(SynchronousTestCase):
         proto.dataReceived(request(Cmd.FLOWCONTROL_RESUME))
         self.assertEqual(transport.value(), b"later")
 
-    def test_fast_reader_delivery_is_the_full_protocol(self) -> None:
-        """RFC 2217 overrides received: the reactor's fast reader hands its data to dataReceived."""
+    def test_fast_reader_plain_data_goes_straight_to_the_device(self) -> None:
+        """The reactor's fast reader: IAC-free data reaches the device without the parser."""
         h = Harness(self)
         proto, _ = h.connect()
+        fast = proto.fast_received
+        self.assertNotEqual(fast, proto.dataReceived)
+        fed: list[bytes] = []
+        feed = proto._parser.feed
+        proto._parser.feed = lambda data: fed.append(data) or feed(data)  # type: ignore[method-assign]
+        fast(b"plain")
+        self.assertEqual((h.device.written, fed), (b"plain", []))
+        self.assertEqual(h.channel.stats.serial_tx_bytes, 5)
+
+    def test_fast_reader_falls_back_for_iac_and_commands(self) -> None:
+        """0xFF in the data, a command, a split IAC: the fast reader uses the full protocol."""
+        h = Harness(self)
+        proto, transport = h.connect()
+        fast = proto.fast_received
+        fast(b"a\xff\xffb")  # a doubled IAC is one 0xFF of data
+        transport.clear()
+        fast(request(Cmd.SET_BAUDRATE, 9600))
+        self.assertEqual(h.device.in_force.baudrate, 9600)
+        self.assertEqual(transport.value(), reply(Cmd.SET_BAUDRATE, 9600))
+        fast(b"c\xff")
+        fast(b"\xffd")  # IAC IAC split across reads: the second read has no IAC of its own
+        fast(b"\xff")
+        fast(bytes((t.NOP,)) + b"e")  # IAC NOP split after the IAC
+        self.assertEqual(h.device.written, b"a\xffbc\xffde")
+        proto.connectionLost()
+        self.assertEqual(h.device.in_force.baudrate, 115200)
+
+    def test_fast_reader_falls_back_without_binary(self) -> None:
+        """A client refusing BINARY still gets CR NUL undone through the fast reader."""
+        h = Harness(self)
+        proto, _ = h.connect(rfc2217=False)
+        proto.dataReceived(neg(t.WONT, t.BINARY) + neg(t.DONT, t.BINARY))
+        proto.fast_received(b"a\r\x00b")
+        self.assertEqual(h.device.written, b"a\rb")
+
+    def test_fast_reader_nothing_after_close_and_errors_drop_only_the_client(self) -> None:
+        """As dataReceived: nothing once closed; an error aborts this connection only."""
+        h = Harness(self)
+        proto, transport = h.connect()
+        fast = proto.fast_received
+
+        def broken(data: bytes) -> bool:
+            raise RuntimeError("boom")
+
+        h.channel.write = broken  # type: ignore[method-assign]
+        fast(b"x")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(transport.disconnecting)
+        del h.channel.write
+        proto.connectionLost()
+        fast(b"late")
+        self.assertEqual(h.device.written, b"")
+
+    def test_subclass_with_own_received_keeps_data_received(self) -> None:
+        """A subclass overriding received gets dataReceived from the fast reader."""
+        class Custom(Rfc2217Protocol):
+            def received(self, data: bytes) -> None:
+                super().received(data)
+
+        h = Harness(self)
+        proto = Custom(h.factory)
         self.assertEqual(proto.fast_received, proto.dataReceived)

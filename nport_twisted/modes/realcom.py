@@ -29,6 +29,8 @@ requests still apply).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from twisted.application import service
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -73,6 +75,31 @@ class DataProtocol(AdmittedSession):
         if pair.command is not None and pair.command.flushing:
             return  # between FLUSH_START and FLUSH_STOP host data is discarded (inferred)
         self.port.channel.write(data)
+
+    @property
+    def fast_received(self) -> Callable[[bytes], None]:
+        # The reactor's fast reader hands data here: received() without dataReceived's
+        # layer (a subclass with its own received keeps dataReceived).
+        if type(self).received is DataProtocol.received:
+            return self._fast_received
+        return self.dataReceived
+
+    def _fast_received(self, data: bytes) -> None:
+        """L{dataReceived} + L{received}, flattened (same rules)."""
+        pair = self.pair
+        if not self.is_admitted or pair is None:
+            return
+        try:
+            port = self.port
+            pair.last_activity = port.clock.seconds()
+            command = pair.command
+            if command is not None and command.flushing:
+                return  # between FLUSH_START and FLUSH_STOP host data is discarded (inferred)
+            port.channel.write(data)
+        except Exception:  # noqa: BLE001 - as dataReceived: only this connection is dropped
+            self._log.failure("{label}: error handling data from {peer}; closing",
+                              label=self.gate.label, peer=self.peer)
+            self.abort()
 
     def closed(self, reason: Failure) -> None:
         if self.pair is not None:

@@ -185,6 +185,29 @@ class Rfc2217Protocol(ChannelSession):
         # Bounded work per reactor turn; the answers of a batch leave in one send.
         self.handle_events(list(self._parser.feed(data)), self._event)
 
+    @property
+    def fast_received(self) -> Callable[[bytes], None]:
+        # The reactor's fast reader hands data here: the hot path of received() without
+        # dataReceived's layer; anything else (IAC, a backlog, CR NUL) goes through it,
+        # and so does everything for a subclass with its own received.
+        if type(self).received is Rfc2217Protocol.received:
+            return self._fast_received
+        return self.dataReceived
+
+    def _fast_received(self, data: bytes) -> None:
+        """L{dataReceived} + L{received} for plain data, flattened (same rules)."""
+        if (self.is_admitted and self._cr_nul is None and not self._backlog
+                and self._parser.in_data and _IAC not in data):
+            try:
+                self.ctx.channel.write(data)
+                self.touch()
+            except Exception:  # noqa: BLE001 - as dataReceived: only this connection is dropped
+                self._log.failure("{label}: error handling data from {peer}; closing",
+                                  label=self.gate.label, peer=self.peer)
+                self.abort()
+            return
+        self.dataReceived(data)
+
     def closed(self, reason: Failure) -> None:
         self._held.clear()
         super().closed(reason)
