@@ -140,3 +140,22 @@ class ApiAndPageTests(SynchronousTestCase):
         self.assertNotIn("<script>", page.text)
         self.assertNotIn("style=", page.text)
         self.assertIn("script-src 'self'", page.header("content-security-policy") or "")
+
+    def test_monitoring_settings_page(self) -> None:
+        """Monitoring Settings (menu entry) edits [monitoring]; the token is write-only."""
+        from tests.test_web import csrf_of
+
+        self.assertEqual(self.client.post("/login", form={"password": "history test 1"}).code, 303)
+        page = self.client.get("/monitoring")
+        self.assertEqual(page.code, 200)
+        self.assertIn('href="/monitoring"', page.text)
+        self.assertIn('name="syslog_server"', page.text)
+        response = self.client.post("/monitoring", form={
+            "csrf_token": csrf_of(page), "syslog_server": "logs.plant.example", "syslog_port": "514",
+            "syslog_facility": "3", "syslog_connections": "on", "metrics_public": "on",
+            "metrics_token": "s3cret-token-123"})
+        self.assertEqual(response.code, 303, response.text)
+        pending = self.console.pending.monitoring
+        self.assertEqual((pending.syslog_server, pending.metrics_public, pending.metrics_token),
+                         ("logs.plant.example", True, "s3cret-token-123"))
+        self.assertNotIn("s3cret-token-123", self.client.get("/monitoring").text)

@@ -82,6 +82,7 @@ def _menu(frame: Frame) -> Tag:
             port_group("Operating Settings", "/operating"),
             item("/accessible", "Accessible IP Settings"),
             item("/warning", "Auto Warning Settings"),
+            item("/monitoring", "Monitoring Settings"),
             item("/monitor", "Monitor"),
             item("/password", "Change Password"),
             item("/factory", "Load Factory Default"),

@@ -530,6 +530,17 @@ class WarningPage(SectionPage):
             "recipient.")
 
 
+class MonitoringPage(SectionPage):
+    """Ours: syslog and who may read /metrics (docs/monitoring.md)."""
+
+    title = "Monitoring Settings"
+    path = "/monitoring"
+    section = "monitoring"
+    fields = forms.MONITORING_FIELDS
+    note = ("Syslog (RFC 5424) of the device events and connections, and who may read the "
+            "Prometheus metrics at /metrics (docs/monitoring.md). Not on a real NPort.")
+
+
 class SerialPage(HtmlPage):
     title = "Serial Settings"
     path = "/serial"

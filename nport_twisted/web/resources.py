@@ -55,6 +55,7 @@ from nport_twisted.web.pages import (
     LogoutPage,
     MainPage,
     MonitorPage,
+    MonitoringPage,
     NetworkPage,
     OperatingPage,
     OverviewPage,
@@ -134,6 +135,7 @@ class Root(Resource):
             b"accessible": AccessiblePage(console),
             b"warning": WarningPage(console),
             b"monitor": MonitorPage(console),
+            b"monitoring": MonitoringPage(console),
             b"metrics": MetricsResource(console),  # Prometheus (docs/monitoring.md)
             b"password": PasswordPage(console),
             b"factory": FactoryPage(console),
