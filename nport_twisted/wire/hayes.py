@@ -587,7 +587,7 @@ class HayesModem:
         return self._connect(self.baud, now)
 
     def _hangup(self) -> list[Action]:
-        """ATH: with a call, hang up and answer NO CARRIER (MOXA's manuals); else OK."""
+        """ATH: with a call, hang up and answer NO CARRIER (ours, as Hayes modems do); else OK."""
         if self.in_call:
             self.state = CallState.IDLE
             self._answered = True
