@@ -83,6 +83,11 @@ class NetSnmpV3Tests(TestCase):
         self.assertNotIn("Error", text + err.decode())
         walked = [line.split(" = ")[0] for line in text.splitlines() if " = " in line]
         self.assertGreater(len(walked), 100)
+        engine_id = self.agent.v3.engine_id.hex()  # type: ignore[union-attr]
+        self.assertIn(".1.3.6.1.6.3.10.2.1.1.0 = Hex-STRING: " + " ".join(
+            engine_id[i:i + 2].upper() for i in range(0, len(engine_id), 2)), text)
+        self.assertIn(".1.3.6.1.6.3.10.2.1.2.0 = INTEGER: 1", text)  # snmpEngineBoots
+        self.assertIn(".1.3.6.1.6.3.15.1.1.4.0 = Counter32: ", text)  # usmStatsUnknownEngineIDs
         out, err, code = yield self.tool("snmpbulkwalk", "1.3.6.1")
         self.assertEqual(code, 0, err)
         self.assertEqual([line.split(" = ")[0] for line in out.decode().splitlines()
@@ -112,6 +117,8 @@ class NetSnmpV3Tests(TestCase):
         self.assertEqual(usm.unknown_user_names, 1)
         self.assertEqual(usm.unsupported_sec_levels, 1)
         self.assertEqual([f.reason for f in self.failures][:1], ["SNMPv3 wrong digest"])
+        out, err, code = yield self.tool("snmpget", "1.3.6.1.6.3.15.1.1.3.0")
+        self.assertEqual(out.decode().strip(), ".1.3.6.1.6.3.15.1.1.3.0 = Counter32: 1")
         env = dict(os.environ, MIBS="", MIBDIRS="/nonexistent")
         out, err, code = yield getProcessOutputAndValue(
             shutil.which("snmpget") or "snmpget",

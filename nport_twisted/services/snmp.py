@@ -178,7 +178,8 @@ class SnmpAgentService(service.Service):
         if self._mib is None:
             from nport_twisted.services.snmp_mib import NPortMib
             self._mib = NPortMib(self.ctx, self._interfaces, self.stats,
-                                 auth_traps=lambda: self.ctx.config.auto_warning.trap_auth_failure)
+                                 auth_traps=lambda: self.ctx.config.auto_warning.trap_auth_failure,
+                                 usm=lambda: self.v3)
             self._unsubscribe = self.ctx.events.subscribe(self._mib.baselines)
         return self._mib
 

@@ -49,6 +49,8 @@ SYSTEM = MIB2 + (1,)
 INTERFACES = MIB2 + (2,)
 IFX_TABLE = MIB2 + (31, 1, 1)
 SNMP_GROUP = MIB2 + (11,)
+SNMP_ENGINE: OID = (1, 3, 6, 1, 6, 3, 10, 2, 1)  # SNMP-FRAMEWORK-MIB snmpEngine
+USM_STATS: OID = (1, 3, 6, 1, 6, 3, 15, 1, 1)  # SNMP-USER-BASED-SM-MIB usmStats
 MOXA = (1, 3, 6, 1, 4, 1, 8691)
 NPORT = MOXA + (2,)
 
@@ -159,8 +161,12 @@ class NPortMib:
 
     def __init__(self, ctx: IDeviceContext, interfaces: Callable[[], list[HostInterface]],
                  stats: SnmpStats, auth_traps: Callable[[], bool],
-                 identity: Callable[[], DeviceIdentity] | None = None) -> None:
+                 identity: Callable[[], DeviceIdentity] | None = None,
+                 usm: Callable[[], Any] | None = None) -> None:
         self.ctx = ctx
+        #: The agent's SNMPv3 engine (wire.snmpv3.V3Responder) or None: the
+        #: snmpEngine and usmStats scalars read it; without it they are absent.
+        self._usm = usm
         self._interfaces = interfaces
         self.stats = stats
         self._auth_traps = auth_traps
@@ -213,6 +219,35 @@ class NPortMib:
             }, self._ports),
             table(swmgmt + (6, 4, 1, 1), self._settings_columns(), self._ports),
             table(NPT_PORT_ENTRY, self._npt_columns(), self._ports),
+            *self._v3_groups(),
+        ]
+
+    def _v3_groups(self) -> list[Subtree]:
+        """SNMP-FRAMEWORK-MIB snmpEngine and SNMP-USER-BASED-SM-MIB usmStats (RFC 3411, 3414)."""
+        if self._usm is None:
+            return []
+        usm = self._usm
+
+        def engine(fn: Callable[[Any], Value]) -> Callable[[], Value | None]:
+            return lambda: None if usm() is None else fn(usm())
+
+        def counter(name: str) -> Callable[[], Value | None]:
+            return engine(lambda e: Value.counter32(getattr(e.usm, name)))
+        return [
+            scalars(SNMP_ENGINE, {
+                1: engine(lambda e: Value.octets(e.engine_id)),
+                2: engine(lambda e: Value.integer(e.boots)),
+                3: engine(lambda e: Value.integer(e.engine_time())),
+                4: engine(lambda e: Value.integer(e.max_size)),
+            }),
+            scalars(USM_STATS, {
+                1: counter("unsupported_sec_levels"),
+                2: counter("not_in_time_windows"),
+                3: counter("unknown_user_names"),
+                4: counter("unknown_engine_ids"),
+                5: counter("wrong_digests"),
+                6: counter("decryption_errors"),
+            }),
         ]
 
     def _system(self) -> Subtree:

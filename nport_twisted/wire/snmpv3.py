@@ -150,7 +150,8 @@ class V3Responder:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _time(self) -> int:
+    def engine_time(self) -> int:
+        """snmpEngineTime: seconds since the engine started (0 … 2^31-1)."""
         return max(0, min(MAX_ENGINE_TIME, int(self._engine_time())))
 
     def _next_salt(self) -> bytes:
@@ -222,7 +223,7 @@ class V3Responder:
                                    digest):
             raise _Reject("wrong_digests", WRONG_DIGESTS)
         boots, when = int(usm["msgAuthoritativeEngineBoots"]), int(usm["msgAuthoritativeEngineTime"])
-        if boots != self.boots or abs(when - self._time()) > TIME_WINDOW:
+        if boots != self.boots or abs(when - self.engine_time()) > TIME_WINDOW:
             raise _Reject("not_in_time_windows", NOT_IN_TIME_WINDOWS, authenticated=True)
         salt = bytes(usm["msgPrivacyParameters"])
         try:
@@ -274,7 +275,7 @@ class V3Responder:
         scoped["contextEngineId"] = self.engine_id
         scoped["contextName"] = context
         scoped["data"].setComponentByType(pdu.tagSet, pdu)
-        now = self._time()
+        now = self.engine_time()
         usm = UsmSecurityParameters()
         usm["msgAuthoritativeEngineId"] = self.engine_id
         usm["msgAuthoritativeEngineBoots"] = self.boots
