@@ -383,7 +383,7 @@ class BrowserTests(TestCase):
         widths = {}
         for path in ("/overview", "/basic", "/network", "/serial?port=1", "/operating?port=1",
                      "/operating?port=2", "/accessible", "/warning", "/password",
-                     "/factory", "/config", "/saverestart", "/monitor"):
+                     "/factory", "/config", "/saverestart", "/monitor", "/monitoring"):
             d.get(self.base + path)
             self._text_in_page("Main Menu")
             widths[path] = d.execute_script(
