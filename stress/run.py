@@ -14,7 +14,8 @@ peak RSS:
   ``--cycles`` connect/disconnect cycles, floods of hundreds of MB, the
   half-open experiment in network namespaces (root);
 * ``hostile-<scenario>``: the hostile clients of tests/test_hostile.py
-  (issue 10: replies never read, log and capture floods, idle and slow web
+  (issue 10: replies never read on every face (RFC 2217, ASPP, web, telnet
+  console, SNMP), log and capture floods, idle and slow web
   clients, huge bodies, concurrent guesses, pairing, reconnects at the
   limit, resets while the device stalls, a 50 MB settings file, UDP and
   TCP Client faults) at full size;
@@ -60,7 +61,8 @@ if REPO not in sys.path:
 FUZZ_CODECS = ("aspp", "dsci", "packing", "rfc2217", "settings", "server", "web", "udp", "tcpclient")
 FAULTS = ("device-vanish", "client-reset", "jammed-ignored", "jammed-paused", "keepalive-settings",
           "half-open", "cycles", "corrupt-settings", "disk-full")
-HOSTILE = ("reply-flood-rfc2217", "reply-flood-aspp", "malformed-flood", "capture-flood", "web-idle-fds",
+HOSTILE = ("reply-flood-rfc2217", "reply-flood-aspp", "reply-flood-web", "reply-flood-telnet", "snmp-flood",
+           "malformed-flood", "capture-flood", "web-idle-fds",
            "web-slow", "web-big-body", "login-flood", "intruder-command", "reconnect-at-limit",
            "paused-reset", "sighup-big-file", "udp-flood", "tcp-client-faults")
 SCENARIOS = ([f"fuzz-{c}" for c in FUZZ_CODECS] + [f"fault-{f}" for f in FAULTS]

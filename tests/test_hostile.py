@@ -204,6 +204,162 @@ def scenario_reply_flood(protocol: str = "rfc2217", seconds: float = 3.0) -> Fig
             d.close()
 
 
+# --- item 1, the faces that arrived later: web, telnet console, SNMP ------------------------------------
+
+TELNET = 23
+SNMP = 161
+TELNET_PASSWORD = "hostile test password"
+
+
+def scenario_web_pipeline_flood(seconds: float = 3.0) -> Figures:
+    """
+    A web client with a 4 KB receive buffer pipelines GET /login requests
+    as fast as it can and never reads the pages.  Bounded: the service
+    stops reading it (Twisted's HTTP channel is its transport's producer),
+    its RSS stays within a few MB of idle and port 2 keeps its round trip.
+    """
+    devices = [PtyDevice(), PtyDevice()]
+    try:
+        with running([d.path for d in devices], two_ports("tcp-server"), mode="tcp-server",
+                     wait_ports=(TCP_SERVER + 1, WEB)) as live:
+            watch = Watch(live)
+            probe = Probe(live, devices[1])
+            attacker = connect(live.port(WEB), rcvbuf=4096)
+
+            def each() -> None:
+                watch.sample()
+                probe.maybe()
+
+            sent = flood(attacker, b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n" * 200, seconds, each)
+            figures = watch.figures()
+            figures.update(probe.figures())
+            figures.update({"attack_bytes_sent": sent, "seconds": seconds,
+                            "attacker_still_connected": is_connected(attacker)})
+            attacker.close()
+            return figures
+    finally:
+        for d in devices:
+            d.close()
+
+
+def scenario_telnet_reply_flood(seconds: float = 3.0) -> Figures:
+    """
+    A logged-in telnet console client with a 4 KB receive buffer sends
+    empty lines in a submenu (each redraws 1.6 KB) and never reads.
+    Bounded: a batch of lines per reactor turn, reading paused while the
+    replies are not taken, dropped once 1 MiB waits; RSS within a few MB of
+    idle, port 2 keeps its round trip.
+    """
+    devices = [PtyDevice(), PtyDevice()]
+    settings = two_ports("tcp-server") + f"[password]\nhash = {_hash(TELNET_PASSWORD)}\n"
+    try:
+        with running([d.path for d in devices], settings, mode="tcp-server",
+                     wait_ports=(TCP_SERVER + 1, TELNET)) as live:
+            watch = Watch(live)
+            probe = Probe(live, devices[1])
+            attacker = connect(live.port(TELNET), rcvbuf=4096)
+            attacker.sendall((TELNET_PASSWORD + "\r\n").encode())
+            seen = b""
+            deadline = time.monotonic() + 20
+            while b"Key in your selection" not in seen and time.monotonic() < deadline:
+                if select.select([attacker], [], [], 0.2)[0]:
+                    got = attacker.recv(65536)
+                    if not got:
+                        break
+                    seen += got
+            assert b"Key in your selection" in seen, f"no main menu: {seen[-300:]!r}"
+            attacker.sendall(b"6\r\n")
+
+            def each() -> None:
+                watch.sample()
+                probe.maybe()
+
+            sent = flood(attacker, b"\r\n" * 8192, seconds, each)
+            figures = watch.figures()
+            figures.update(probe.figures())
+            figures.update({"attack_bytes_sent": sent, "seconds": seconds,
+                            "attacker_still_connected": is_connected(attacker)})
+            attacker.close()
+            return figures
+    finally:
+        for d in devices:
+            d.close()
+
+
+def scenario_snmp_flood(seconds: float = 3.0) -> Figures:
+    """
+    One source floods the SNMP agent with GETBULK requests (50 repetitions:
+    the largest reply we send, at most 1,472 bytes) and reads what comes
+    back.  Bounded: replies are rate limited per source (200/s, burst 400)
+    and all sources together get 40 % of the reactor's time (a
+    GETBULK of 50 costs milliseconds: 200 a second kept port 2 waiting
+    1.5 s), so what the agent sends is capped whatever the request rate,
+    RSS stays flat and port 2 keeps its round trip.
+    """
+    from tests.test_snmp import request
+    from nport_twisted.wire.snmp import V2C
+
+    devices = [PtyDevice(), PtyDevice()]
+    settings = two_ports("tcp-server") + "[network]\nsnmp_community = hostile\n"
+    bulk = request(V2C, "bulk", ["1.3"], b"hostile", max_repetitions=50)
+    try:
+        with running([d.path for d in devices], settings, mode="tcp-server",
+                     wait_ports=(TCP_SERVER + 1,)) as live:
+            probe = Probe(live, devices[1])
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+            s.setblocking(False)
+            target = ("127.0.0.1", live.port(SNMP))
+            replies = reply_bytes = requests = 0
+            reply_max = 0
+
+            def drain() -> None:
+                nonlocal replies, reply_bytes, reply_max
+                while True:
+                    try:
+                        got = s.recv(65536)
+                    except (BlockingIOError, ConnectionRefusedError):
+                        return
+                    replies += 1
+                    reply_bytes += len(got)
+                    reply_max = max(reply_max, len(got))
+
+            start = time.monotonic()  # the agent starts with the service: wait for its first answer
+            while not replies and time.monotonic() - start < 10:
+                s.sendto(bulk, target)
+                select.select([s], [], [], 0.1)
+                drain()
+            assert replies, "the SNMP agent never answered"
+            watch = Watch(live)  # idle = answering already (the codec's first use loads and caches)
+            replies = reply_bytes = 0
+            time.sleep(2.5)  # let the burst refill: the figures start from a full bucket
+            start = time.monotonic()
+            while time.monotonic() - start < seconds:
+                for _ in range(500):  # thousands a second: well over the agent's rate limit
+                    try:
+                        s.sendto(bulk, target)
+                        requests += 1
+                    except (BlockingIOError, OSError):
+                        break
+                drain()
+                watch.sample()
+                probe.maybe()
+                select.select([s], [], [], 0.001)
+            elapsed = time.monotonic() - start
+            time.sleep(0.2)
+            drain()
+            s.close()
+            figures = watch.figures()
+            figures.update(probe.figures())
+            figures.update({"requests_sent": requests, "request_bytes": requests * len(bulk),
+                            "replies": replies, "reply_bytes": reply_bytes, "reply_max_bytes": reply_max,
+                            "replies_per_s": round(replies / elapsed, 1), "seconds": seconds})
+            return figures
+    finally:
+        for d in devices:
+            d.close()
+
+
 # --- item 3: log floods ---------------------------------------------------------------------------
 
 
@@ -777,6 +933,9 @@ SCENARIOS: dict[str, tuple[Callable[..., Figures], dict[str, Any], dict[str, Any
                             {"protocol": "rfc2217", "seconds": 60.0}),
     "reply-flood-aspp": (scenario_reply_flood, {"protocol": "aspp", "seconds": 2.0},
                          {"protocol": "aspp", "seconds": 60.0}),
+    "reply-flood-web": (scenario_web_pipeline_flood, {"seconds": 3.0}, {"seconds": 60.0}),
+    "reply-flood-telnet": (scenario_telnet_reply_flood, {"seconds": 2.0}, {"seconds": 60.0}),
+    "snmp-flood": (scenario_snmp_flood, {"seconds": 2.0}, {"seconds": 60.0}),
     "malformed-flood": (scenario_malformed_flood, {"seconds": 2.0}, {"seconds": 60.0}),
     "capture-flood": (scenario_capture_flood, {"seconds": 2.0}, {"seconds": 31.0}),
     "web-idle-fds": (scenario_web_idle_fds, {"connections": 300}, {"connections": 1100,
@@ -793,8 +952,8 @@ SCENARIOS: dict[str, tuple[Callable[..., Figures], dict[str, Any], dict[str, Any
 }
 
 #: Scenarios whose length is a time: stress/run.py --duration sets it.
-TIMED = {"reply-flood-rfc2217", "reply-flood-aspp", "malformed-flood", "capture-flood", "udp-flood",
-         "tcp-client-faults"}
+TIMED = {"reply-flood-rfc2217", "reply-flood-aspp", "reply-flood-web", "reply-flood-telnet", "snmp-flood",
+         "malformed-flood", "capture-flood", "udp-flood", "tcp-client-faults"}
 
 
 class HostileTests(SynchronousTestCase):
@@ -821,6 +980,30 @@ class HostileTests(SynchronousTestCase):
         f = self.run_scenario("reply-flood-aspp")
         self.assertLess(f["rss_growth_kb"], 8 * 1024, f)
         self.assertLess(f["other_port_rtt_ms_max"], 1000, f)
+
+    def test_web_pages_never_read(self) -> None:
+        """Pipelined GETs, pages never read: RSS within 8 MB of idle, port 2 still answers."""
+        f = self.run_scenario("reply-flood-web")
+        self.assertLess(f["rss_growth_kb"], 8 * 1024, f)
+        self.assertLess(f["other_port_rtt_ms_max"], 1000, f)
+
+    def test_telnet_replies_never_read(self) -> None:
+        """Telnet console lines, replies never read: RSS within 8 MB of idle, port 2 still answers."""
+        f = self.run_scenario("reply-flood-telnet")
+        self.assertLess(f["rss_growth_kb"], 8 * 1024, f)
+        self.assertLess(f["other_port_rtt_ms_max"], 1000, f)
+
+    def test_snmp_flood_rate_limited(self) -> None:
+        """An SNMP flood from one source: replies capped, each within 1,472 bytes; port 2 keeps answering."""
+        f = self.run_scenario("snmp-flood")
+        self.assertGreater(f["requests_sent"], 2 * f["replies"], f)
+        # 200 a second after a burst of 400 (slack for a loaded machine's clock).
+        self.assertLessEqual(f["replies"], 400 + 200 * f["seconds"] * 1.5 + 50, f)
+        self.assertLessEqual(f["reply_max_bytes"], 1472, f)
+        self.assertLess(f["rss_growth_kb"], 8 * 1024, f)
+        # The agent's work share: port 2 is not kept waiting (before: 1.5 s median; the
+        # median, as the burst may hold one probe up on a loaded machine).
+        self.assertLess(f["other_port_rtt_ms_median"], 1000, f)
 
     def test_malformed_frames_barely_logged(self) -> None:
         """A flood of wrong-length frames writes a few log lines, not megabytes."""
@@ -878,6 +1061,7 @@ class HostileTests(SynchronousTestCase):
     def test_big_settings_file_refused(self) -> None:
         """A 5 MB settings file on SIGHUP is refused unread; port 2 keeps answering."""
         f = self.run_scenario("sighup-big-file")
+        self.assertTrue(f["refused"], f)
         self.assertLess(f["other_port_rtt_ms_max"], 1000, f)
 
     def test_udp_flood(self) -> None:

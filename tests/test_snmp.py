@@ -399,7 +399,7 @@ class AgentServiceTests(SynchronousTestCase):
             self.ports.append(FakeUdpPort(proto))
             return self.ports[-1]
         self.agent = SnmpAgentService(self.server, 10161, interfaces=lambda: IFACES,
-                                      listen_udp=listen)
+                                      listen_udp=listen, timer=lambda: 0.0)  # work share: WorkShareTests
         self.events: list[Event] = []
         self.server.events.subscribe(lambda when, e: self.events.append(e))
 
@@ -450,6 +450,79 @@ class AgentServiceTests(SynchronousTestCase):
         proto.datagramReceived(request(V2C, "get", ["1.3"]), ("10.1.0.1", 1))
         self.assertEqual(len(self.ports[0].sent), before + 1)
         self.agent.stopService()
+
+
+class WorkShareTests(SynchronousTestCase):
+    """Issue 10 items 1, 3: all sources together get a bounded share of the reactor."""
+
+    def test_many_sources_bounded_by_the_work_share(self) -> None:
+        """
+        1,000 GETBULKs from 1,000 sources (each within its own rate) costing
+        5 ms each: answered while the share lasts (0.25 s burst, then 0.4 s
+        a second), the rest dropped and counted.  (Before: all 1,000, 5 s
+        of reactor time at once.)
+        """
+        clock = Clock()
+        server, _ = make_server(self, clock)
+        ports: list[FakeUdpPort] = []
+
+        def listen(port: int, proto: Any, iface: str) -> FakeUdpPort:
+            ports.append(FakeUdpPort(proto))
+            return ports[-1]
+
+        spent = [0.0]
+
+        def timer() -> float:  # every reading 5 ms later: each answer took 5 ms
+            spent[0] += 0.005
+            return spent[0]
+
+        agent = SnmpAgentService(server, 10161, interfaces=lambda: IFACES, listen_udp=listen,
+                                 timer=timer)
+        agent.startService()
+        self.addCleanup(agent.stopService)
+        proto = ports[0].proto
+        bulk = request(V2C, "bulk", ["1.3"], max_repetitions=50)
+        for i in range(1000):
+            proto.datagramReceived(bulk, (f"10.{i // 250}.{i % 250}.1", 161))
+        self.assertEqual(len(ports[0].sent), 50)
+        self.assertEqual(agent.stats.rate_limited, 950)
+        clock.advance(1)
+        for i in range(1000):
+            proto.datagramReceived(bulk, (f"10.9.{i % 250}.{1 + i // 250}", 161))
+        self.assertEqual(len(ports[0].sent), 50 + 50)  # refilled up to the burst
+
+    def test_reading_paused_while_over_the_share(self) -> None:
+        """Over the share the agent stops reading (the kernel queues) until it is paid back."""
+        clock = Clock()
+        server, _ = make_server(self, clock)
+        ports: list[FakeUdpPort] = []
+
+        def listen(port: int, proto: Any, iface: str) -> FakeUdpPort:
+            ports.append(FakeUdpPort(proto))
+            return ports[-1]
+
+        spent = [0.0]
+
+        def timer() -> float:
+            spent[0] += 0.3  # one answer: 0.3 s, over the whole 0.25 s burst
+            return spent[0]
+
+        agent = SnmpAgentService(server, 10161, interfaces=lambda: IFACES, listen_udp=listen,
+                                 timer=timer)
+        agent.startService()
+        self.addCleanup(agent.stopService)
+        proto = ports[0].proto
+        reading: list[str] = []
+        proto.transport.stopReading = lambda: reading.append("stop")
+        proto.transport.startReading = lambda: reading.append("start")
+        proto.datagramReceived(request(V2C, "get", ["1.3"]), ("10.0.0.1", 161))
+        self.assertEqual((len(ports[0].sent), reading), (1, ["stop"]))
+        clock.advance(0.12)  # 50 ms of debt, paid back at 0.4 s a second: 0.125 s
+        self.assertEqual(reading, ["stop"])
+        clock.advance(0.01)
+        self.assertEqual(reading, ["stop", "start"])
+        proto.datagramReceived(request(V2C, "get", ["1.3"]), ("10.0.0.1", 161))
+        self.assertEqual(len(ports[0].sent), 2)
 
 
 class TrapSenderTests(SynchronousTestCase):

@@ -345,6 +345,89 @@ class LoginTests(ConsoleTestCase):
         client.protocol._write_buffer_full(False)
         self.assertEqual(client.transport.producerState, "producing")
 
+    def test_line_flood_answered_a_batch_per_turn(self) -> None:
+        """
+        Issue 10 items 1 and 3: one read full of lines (each redraws a
+        1.6 KB submenu) is answered at most max_events_per_turn lines per
+        reactor turn, reading paused meanwhile, in order.  (Before: all
+        32,768 lines of a 64 KiB read in one turn, 54 MB of replies.)
+        """
+        client = self.logged_in()
+        client.send("6")
+        title = "<< Main menu->Auto warning settings >>"
+        budget = client.protocol.max_events_per_turn
+        client.protocol.dataReceived(b"\r\n" * (3 * budget))
+        self.assertEqual(client.read().count(title), budget)
+        self.assertEqual(client.transport.producerState, "paused")
+        self.reactor.advance(0)
+        self.assertEqual(client.read().count(title), 2 * budget)
+        self.assertEqual(client.transport.producerState, "producing")
+        self.assertFalse(client.closed)
+
+    def test_unread_replies_drop_the_client(self) -> None:
+        """More than max_unsent bytes of replies waiting: dropped at once, nothing more answered."""
+        client = self.logged_in()
+        client.send("6")
+        transport = client.transport
+        transport.dataBuffer = b"x" * (client.protocol.max_unsent + 1)  # as a FileDescriptor holds them
+        transport.offset = 0
+        transport._tempDataLen = 0
+        transport.clear()
+        client.protocol.dataReceived(b"\r\n" * 1000)
+        self.assertTrue(transport.aborted)
+        self.assertEqual(len(transport.writes), 1)  # the line that found the buffer full, then nothing
+        self.reactor.advance(0)
+        self.assertEqual(len(transport.writes), 1)
+
+    def test_jammed_client_dropped(self) -> None:
+        """Not reading for jam_timeout while its input keeps coming: closed; an idle jam is kept."""
+        import socket
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        theirs = socket.create_connection(server.getsockname())
+        ours, _ = server.accept()
+        server.close()
+        for s in (ours, theirs):
+            self.addCleanup(s.close)
+        transport = FakeTcpTransport("127.0.0.1", 40000, local="127.0.0.1", local_port=OFFSET + 23,
+                                     handle=ours)
+        protocol = self.factory.buildProtocol(None)
+        protocol.makeConnection(transport)
+        protocol.dataReceived((PASSWORD + "\r\n").encode())
+        transport.producer.pauseProducing()  # the socket buffer passed its high-water mark
+        self.assertEqual(transport.producerState, "paused")
+        self.reactor.advance(protocol.jam_timeout)
+        self.assertFalse(transport.aborted)  # not reading, but not typing either
+        theirs.sendall(b"\r\n" * 100)
+        for _ in range(100):  # loopback delivers at once; give the kernel a bounded moment
+            if len(ours.recv(1 << 16, socket.MSG_PEEK)) == 200:
+                break
+        self.reactor.advance(protocol.jam_timeout)
+        self.assertTrue(transport.aborted)
+
+    def test_accessible_change_closes_open_consoles(self) -> None:
+        """Issue 10 item 6: a saved list without the console's host closes its open session."""
+        kept = self.connect("10.1.0.5")
+        removed = self.connect("10.2.0.5")
+        self.server.config = attrs.evolve(self.server.config, accessible_ip=AccessibleIPSettings(
+            (AccessibleIP("10.1.0.0", "255.255.0.0"), AccessibleIP("127.0.0.1", "255.255.255.255"))))
+        self.assertEqual(self.server.enforce_accessible(), 1)
+        self.assertTrue(removed.transport.aborted)
+        self.assertFalse(kept.closed)
+
+    def test_sessions_capped(self) -> None:
+        """Issue 10 item 2: at most MAX_SESSIONS consoles at once; the next is refused (closed)."""
+        from nport_twisted.console.telnet import MAX_SESSIONS
+        clients = [self.connect() for _ in range(MAX_SESSIONS)]
+        self.assertFalse(any(c.closed for c in clients))
+        extra = self.connect()
+        self.assertTrue(extra.closed)
+        self.assertNotIn(b"Key in", extra.raw())
+        clients[0].transport.loseConnection()
+        clients[0].protocol.connectionLost(Failure(Exception("gone")))
+        self.assertFalse(self.connect().closed)
+
 
 class SetupTests(ConsoleTestCase):
     password = None

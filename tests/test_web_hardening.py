@@ -278,6 +278,44 @@ class WebLimitsTests(WebTestCase):
         self.assertTrue(t.disconnecting)
         self.assertEqual(t.value(), b"")
 
+    def _fake_tcp(self) -> tuple[Any, Any]:
+        from nport_twisted.testing import FakeTcpTransport
+        protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        transport = FakeTcpTransport("127.0.0.1", 40000, local="127.0.0.1", local_port=10080)
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    @staticmethod
+    def _unsent(transport: Any, n: int) -> None:
+        transport.dataBuffer = b"x" * n  # as a FileDescriptor holds what the kernel did not take
+        transport.offset = 0
+        transport._tempDataLen = 0
+
+    def test_pipelined_answers_never_read(self) -> None:
+        """
+        Issue 10 item 1: pipelined requests that complete while more than
+        max_unsent bytes of answers wait for the client drop it; nothing
+        more is answered.  (Before: Twisted answered every request it had
+        read, 16 MB of pages queued in 2 s for a client that read none.)
+        """
+        protocol, t = self._fake_tcp()
+        protocol.dataReceived(head("GET", "/login") * 3)
+        self.assertEqual(t.value().count(b"HTTP/1.1 200"), 3)
+        self.assertFalse(t.aborted)
+        t.clear()
+        self._unsent(t, getattr(protocol, "max_unsent", 1 << 20) + 1)
+        protocol.dataReceived(head("GET", "/login") * 100)
+        self.assertTrue(t.aborted)
+        self.assertEqual(t.value(), b"")
+
+    def test_idle_with_answers_unread_aborted(self) -> None:
+        """An idle keep-alive connection whose answers are still not taken at its deadline is aborted."""
+        protocol, t = self._fake_tcp()
+        protocol.dataReceived(head("GET", "/login"))
+        self._unsent(t, 10)
+        self.reactor.advance(10)
+        self.assertTrue(t.aborted)
+
     def test_huge_anonymous_body_refused_unread(self) -> None:
         """Content-Length 200 MiB without a session: 413 at once, the body is never read or spooled."""
         rendered: list[object] = []

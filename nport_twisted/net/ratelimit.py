@@ -47,3 +47,20 @@ class RateLimiter:
             bucket[0] -= 1.0
             return True
         return False
+
+    def level(self, key: str, now: float) -> float:
+        """The tokens C{key} would have at C{now} (C{burst} for an unknown key); nothing taken."""
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return self.burst
+        return min(self.burst, bucket[0] + max(0.0, now - bucket[1]) * self.rate)
+
+    def charge(self, key: str, cost: float) -> None:
+        """
+        Take C{cost} more tokens from C{key}'s bucket, after the fact (work
+        whose cost was known only once done).  The bucket may go below zero:
+        L{allow} refuses until the debt is paid back at C{rate}.
+        """
+        bucket = self._buckets.get(key)
+        if bucket is not None:
+            bucket[0] -= cost

@@ -125,7 +125,7 @@ class SnmpStats:
     in_bad_community_uses: int = 0
     in_asn_parse_errs: int = 0
     silent_drops: int = 0
-    rate_limited: int = 0  # ours: requests dropped by the per-source limit
+    rate_limited: int = 0  # ours: dropped by the per-source limit or the agent's work share
 
 
 class _Exception(enum.Enum):
