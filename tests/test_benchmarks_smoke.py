@@ -34,7 +34,8 @@ def _ours(pid: int) -> bool:
     except OSError:
         return False
     return any(word in cmd for word in (b"echo_device.py", b"twisted_client.py", b"twistd",
-                                        b"ser2net"))
+                                        b"nport_twisted", b"ser2net", b"socat",
+                                        b"relay_floor.py"))
 
 
 class RunnerSmokeTests(SynchronousTestCase):
@@ -94,3 +95,22 @@ class RunnerSmokeTests(SynchronousTestCase):
         self.assertEqual(code, 2, output)
         self.assertIn("apt-get install ser2net", output)
         self.assertEqual(result, {})
+
+
+class RelayFloorSmokeTests(SynchronousTestCase):
+    """benchmarks/relay_floor.py in its shortest form: it completes and prints every server."""
+
+    def test_short_run(self) -> None:
+        if not sys.platform.startswith("linux") or not have_ptys():
+            raise SkipTest("the benchmark needs Linux ptys and /proc")
+        proc = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "relay_floor.py"),
+             "--count", "50", "--rounds", "1"],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        rows = [line for line in proc.stdout.splitlines() if line.startswith("| ")]
+        names = [row.split("|")[1].strip() for row in rows[1:]]
+        self.assertEqual(names[:2], ["nport-twisted", "python floor"])
+        for row in rows[1:]:
+            median = float(row.split("|")[2].split()[0])
+            self.assertGreater(median, 0.0)
