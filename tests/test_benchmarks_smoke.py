@@ -114,3 +114,21 @@ class RelayFloorSmokeTests(SynchronousTestCase):
         for row in rows[1:]:
             median = float(row.split("|")[2].split()[0])
             self.assertGreater(median, 0.0)
+
+
+class WritePathSmokeTests(SynchronousTestCase):
+    """benchmarks/write_path.py in its shortest form: both figures, positive."""
+
+    def test_short_run(self) -> None:
+        if not sys.platform.startswith("linux"):
+            raise SkipTest("the measurement needs epoll")
+        proc = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "write_path.py"),
+             "--events", "100", "--repeats", "1"],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        lines = proc.stdout.splitlines()
+        self.assertEqual([line.split(":")[0] for line in lines],
+                         ["Twisted write path", "bare os.write"])
+        for line in lines:
+            self.assertGreater(float(line.split(":")[1].split()[0]), 0.0)
