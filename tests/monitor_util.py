@@ -28,15 +28,16 @@ def make_server(test: Any, reactor: Any, network: NetworkSettings | None = None,
                 **config: Any) -> tuple[NPortService, dict[str, FakeSerialDevice]]:
     """
     A two-port NPortService over fake devices (both ports in TCP Server
-    mode).  On the real reactor the ports (4001, 4002) are shifted by a
-    free offset, so that tests running at once never clash.
+    mode).  On the real reactor the ports (4001, 4002 and their command
+    ports 966, 967) are shifted by a free offset, so that tests running at
+    once never clash.
     """
     if port_offset is None:
         from twisted.internet import reactor as real_reactor
         port_offset = 0
         if reactor is real_reactor:
             from tests.e2e_util import free_port_offset
-            port_offset = free_port_offset(tcp=(4001, 4002), udp=())
+            port_offset = free_port_offset(tcp=(4001, 4002, 966, 967), udp=())
     devices = devices if devices is not None else {
         "/dev/fake0": FakeSerialDevice("/dev/fake0", lines=ModemLines(dsr=True, dcd=True)),
         "/dev/fake1": FakeSerialDevice("/dev/fake1", lines=None)}
