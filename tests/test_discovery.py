@@ -1049,6 +1049,24 @@ class CaptureTests(SynchronousTestCase):
         self.assertEqual(self._read(path), "12345\n")
         self.assertFalse(CaptureLog(None).append("x"))
 
+    def test_unwritable_file_warned_once(self) -> None:
+        """A capture file that cannot be opened is one warning until a record is written again."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        blocked = os.path.abspath(self.mktemp())
+        os.makedirs(blocked)  # a directory where the file should be: open fails, even as root
+        log = CaptureLog(blocked)
+        for _ in range(3):
+            self.assertFalse(log.append("x\n"))
+        warnings = [e for e in observer if "capture file" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 1)
+        os.rmdir(blocked)
+        self.assertTrue(log.append("y\n"))
+        os.remove(blocked)
+        os.makedirs(blocked)
+        self.assertFalse(log.append("z\n"))
+        warnings = [e for e in observer if "capture file" in e.get("log_format", "")]
+        self.assertEqual(len(warnings), 2)
+
     def test_service_uses_state_dir(self) -> None:
         """capture_service listens on 4900 + offset and writes tcp4900-capture.log in the state directory."""
         state = os.path.abspath(self.mktemp())
@@ -1061,6 +1079,20 @@ class CaptureTests(SynchronousTestCase):
         port, factory, _, interface = server.reactor.tcpServers[0]
         self.assertEqual((port, interface), (5000, "127.0.0.1"))
         self.assertEqual(factory.capture.path, os.path.join(state, CAPTURE_FILE))
+
+    def test_service_says_when_it_cannot_record(self) -> None:
+        """At start, a capture file that cannot be written is a warning, not "recording to"."""
+        observer = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        state = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(state, CAPTURE_FILE))  # a directory in its place
+        server = FakeServer(MemoryReactorClock(), port_offset=100,
+                            store=SettingsStore(os.path.join(state, "nport.ini")))
+        listener = capture_service(server)
+        listener.startService()
+        self.addCleanup(listener.stopService)
+        said = [e["log_format"] for e in observer if "TCP 4900 capture" in e.get("log_format", "")]
+        self.assertEqual(len(said), 1)
+        self.assertIn("cannot be written", said[0])
 
     def test_hexdump(self) -> None:
         """Hex dump lines show offset, two groups of eight bytes and printable text."""

@@ -65,6 +65,9 @@ class CaptureLog:
         self.path = path
         self.max_bytes = max_bytes
         self._full_logged = False
+        # A file that cannot be opened or written is warned about once, not at every
+        # record of every connection, until a record is written again.
+        self._failure_logged = False
 
     def append(self, text: str) -> bool:
         """Append one record; False when there is no file, it is full, or writing failed."""
@@ -74,7 +77,8 @@ class CaptureLog:
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            self._log.warn("cannot open the TCP 4900 capture file {path}: {error}", path=self.path, error=e)
+            self._failed("cannot open the TCP 4900 capture file {path}: {error}; received bytes "
+                         "are only logged until it can be written", e)
             return False
         try:
             if os.fstat(fd).st_size + len(data) > self.max_bytes:
@@ -85,12 +89,19 @@ class CaptureLog:
                                    size=self.max_bytes)
                 return False
             os.write(fd, data)
+            self._failure_logged = False
             return True
         except OSError as e:
-            self._log.warn("cannot write the TCP 4900 capture file {path}: {error}", path=self.path, error=e)
+            self._failed("cannot write the TCP 4900 capture file {path}: {error}; received bytes "
+                         "are only logged until it can be written", e)
             return False
         finally:
             os.close(fd)
+
+    def _failed(self, message: str, error: OSError) -> None:
+        if not self._failure_logged:
+            self._failure_logged = True
+            self._log.warn(message, path=self.path, error=error)
 
 
 class CaptureProtocol(AdmittedSession):
@@ -206,8 +217,19 @@ class _CaptureListener(ListenerService):
         if factory.capture.path is None:
             self._log.info("TCP 4900 capture: no state directory (no --config); received bytes "
                            "are only logged")
+        elif not _writable(factory.capture.path):
+            self._log.warn("TCP 4900 capture: {path} cannot be written (the settings directory is "
+                           "not writable, see the start-up summary); received bytes are only "
+                           "logged", path=factory.capture.path)
         else:
             self._log.info("TCP 4900 capture: recording to {path}", path=factory.capture.path)
+
+
+def _writable(path: str) -> bool:
+    """Whether this process may append to C{path} (or create it in its directory)."""
+    if os.path.exists(path):
+        return os.access(path, os.W_OK) and not os.path.isdir(path)
+    return os.access(os.path.dirname(path) or ".", os.W_OK)
 
 
 def capture_service(server: IDeviceContext) -> ListenerService:
