@@ -15,7 +15,10 @@ For each: 1-byte round trips (median, p99) and the server's CPU time per
 round trip, from ``/proc/PID/task/*/schedstat`` (nanoseconds, not the
 10 ms ticks of ``/proc/PID/stat``).  Usage::
 
-    python benchmarks/relay_floor.py [--count 3000] [--rounds 5]
+    python benchmarks/relay_floor.py [--count 3000] [--rounds 5] [--baseline DIR]
+
+``--baseline DIR`` adds another nport-twisted (a copy of another version, e.g.
+``git archive`` of a commit, or an experiment) as one more server in the turns.
 
 Every process it starts is stopped on exit.
 """
@@ -96,12 +99,12 @@ class _Cpu:
         self.cpu = self._now() - self._c0
 
 
-def compare(count: int, rounds: int) -> int:
+def compare(count: int, rounds: int, baseline: str | None = None) -> int:
     import run as R
 
     procs = R.Processes()
     try:
-        names = ["nport-twisted", "python floor"]
+        names = ["nport-twisted", "python floor"] + (["nport-twisted baseline"] if baseline else [])
         if shutil.which("ser2net"):
             names.append("ser2net")
         if shutil.which("socat"):
@@ -112,9 +115,14 @@ def compare(count: int, rounds: int) -> int:
         socks: dict[str, socket.socket] = {}
         nport = R.NPortServer(procs, "/tmp", [echo.paths[0]], "tcp-server", taken)
         servers: list[tuple[str, R.Server]] = [("nport-twisted", nport)]
+        if baseline:
+            servers.append(("nport-twisted baseline",
+                            R.NPortServer(procs, "/tmp", [echo.paths[names.index(
+                                "nport-twisted baseline")]], "tcp-server", taken, root=baseline)))
         if "ser2net" in names:
-            servers.append(("ser2net", R.Ser2netServer(procs, "/tmp", [echo.paths[2]], False,
-                                                       taken)))
+            servers.append(("ser2net", R.Ser2netServer(procs, "/tmp",
+                                                       [echo.paths[names.index("ser2net")]],
+                                                       False, taken)))
         if "socat" in names:
             servers.append(("socat", R.SocatServer(procs, "/tmp", [echo.paths[-1]], taken)))
         port = R.free_base(lambda b: [(b, socket.SOCK_STREAM)], taken, 50000, 59000)
@@ -163,11 +171,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=3000, help="round trips per round")
     parser.add_argument("--rounds", type=int, default=5, help="rounds, each server in turn")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also measure the nport-twisted in DIR")
     parser.add_argument("--relay", nargs=2, metavar=("PORT", "PTY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.relay:
         return relay(int(args.relay[0]), args.relay[1])
-    return compare(args.count, args.rounds)
+    return compare(args.count, args.rounds, args.baseline)
 
 
 if __name__ == "__main__":

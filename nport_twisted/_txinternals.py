@@ -10,7 +10,8 @@ check.  Front-ends, the channel, the device adapter and the tools import
 from here; nothing here imports the rest of the package.
 
   - L{write_now}: C{transport.write} without the extra reactor turn when
-    nothing is queued (the relay latency of a small write).
+    nothing is queued (the relay latency of a small write); L{direct_writer}
+    the same for the dedicated relay, checks only.
   - L{unsent_bytes}, L{discard_unsent}: the user-space write buffer.
   - L{unread_bytes}, L{discard_unread}: the kernel receive queue of a TCP
     socket (Real COM WAIT_OQUEUE and FLUSH).
@@ -125,6 +126,57 @@ def write_now(transport: Any, data: bytes) -> None:
                     return
                 data = data[sent:]
     transport.write(data)
+
+
+def direct_writer(transport: Any) -> Callable[[bytes], bool] | None:
+    """
+    For a plain TCP connection or SerialPort (the transports L{write_now}
+    writes directly), a function that sends its argument on the socket or
+    the serial descriptor at once and returns True, or returns False and
+    does nothing when that would not be what C{transport.write} does now
+    (something is queued ahead, the connection is closing or closed, TLS
+    was started, or the send failed: the caller then takes its general
+    path, which queues and reports as usual).  What the kernel does not
+    take of a partial send is queued with C{transport.write}.  None for any
+    other transport (TLS, wrappers, fakes).  The dedicated relay of the
+    common case (one session, passthrough) uses it: the per-write checks of
+    L{write_now} without its type lookups and calls (docs/performance.md).
+    """
+    kind = _direct_write_type(type(transport))
+    if kind not in (_SOCKET, _FD) or getattr(transport, "TLS", False):
+        return None
+    t = transport
+    if kind == _SOCKET:
+        send = t.socket.send
+
+        def write_socket(data: bytes) -> bool:
+            if (t._tempDataLen or t.offset != len(t.dataBuffer) or not t.connected
+                    or t.disconnecting or t._writeDisconnected or t.TLS):
+                return False
+            try:
+                sent = send(data)
+            except OSError:
+                return False
+            if sent < len(data):
+                t.write(data[sent:])
+            return True
+
+        return write_socket
+    fd, os_write = t.fileno(), os.write
+
+    def write_fd(data: bytes) -> bool:
+        if (t._tempDataLen or t.offset != len(t.dataBuffer) or not t.connected
+                or t.disconnecting or t._writeDisconnected):
+            return False
+        try:
+            sent = os_write(fd, data)
+        except OSError:
+            return False
+        if sent < len(data):
+            t.write(data[sent:])
+        return True
+
+    return write_fd
 
 
 class TtyEof:

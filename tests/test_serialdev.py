@@ -601,3 +601,57 @@ class FlushedWakeUpTests(SynchronousTestCase):
         results = [port.doRead() for _ in range(TtyEof.limit)]
         self.assertEqual(results[:-1], [None] * (TtyEof.limit - 1))
         self.assertIsNotNone(results[-1])
+
+
+class DirectWriterTests(SynchronousTestCase):
+    """_txinternals.direct_writer: at once when plain and idle, else False and nothing done."""
+
+    def _serial(self) -> tuple[Pty, Any]:
+        from twisted.internet.testing import MemoryReactor
+
+        pty = Pty(self)
+        tty.setraw(pty.master)
+        handle = open_serial_port(MemoryReactor(), SHARED)(_Collect(), pty.path, SerialSettings())
+        self.addCleanup(handle.transport.connectionLost, Failure(ConnectionDone()))
+        return pty, handle.transport
+
+    def test_serial_port_written_at_once(self) -> None:
+        """An idle SerialPort: the bytes are on the device at once, nothing queued."""
+        from nport_twisted._txinternals import direct_writer, unsent_bytes
+
+        pty, port = self._serial()
+        write = direct_writer(port)
+        assert write is not None
+        self.assertTrue(write(b"now"))
+        _wait_readable(pty.master)
+        self.assertEqual(os.read(pty.master, 100), b"now")
+        self.assertEqual(unsent_bytes(port), 0)
+
+    def test_queued_closing_or_closed_is_refused(self) -> None:
+        """Something queued ahead, closing or closed: False, and nothing is written."""
+        from nport_twisted._txinternals import direct_writer
+
+        pty, port = self._serial()
+        write = direct_writer(port)
+        assert write is not None
+        port._tempDataBuffer, port._tempDataLen = [b"ahead"], 5
+        self.assertFalse(write(b"x"))
+        port._tempDataBuffer, port._tempDataLen = [], 0
+        port.disconnecting = True
+        self.assertFalse(write(b"x"))
+        port.disconnecting = False
+        port.connected = 0
+        self.assertFalse(write(b"x"))
+        port.connected = 1
+        self.assertEqual(select.select([pty.master], [], [], 0)[0], [])  # nothing reached it
+
+    def test_only_plain_transports(self) -> None:
+        """Fakes, TLS-started connections and non-descriptors get no direct writer."""
+        from nport_twisted._txinternals import direct_writer
+        from nport_twisted.testing import FakeTcpTransport
+
+        self.assertIsNone(direct_writer(FakeTcpTransport()))
+        self.assertIsNone(direct_writer(object()))
+        _, port = self._serial()
+        port.TLS = True
+        self.assertIsNone(direct_writer(port))

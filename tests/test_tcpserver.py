@@ -274,3 +274,89 @@ class FastReceivedTests(SynchronousTestCase):
         proto.connectionLost()
         fast(b"late")
         self.assertEqual(port.device.written, b"abc")
+
+
+class DedicatedRelayTests(SynchronousTestCase):
+    """
+    The dedicated relay of the common case (one raw session, passthrough):
+    used only while its writers say they can write at once; every other
+    case takes the general path, with the same bytes, counts and timers.
+    """
+
+    def _session(self, **operating: Any) -> tuple[FakePort, TcpServerProtocol]:
+        port = FakePort(OpMode.TCP_SERVER, **operating)
+        self.addCleanup(port.stop)
+        proto = TcpServerFactory(port.ctx).buildProtocol(None)
+        port.accept(proto, "10.0.0.1")
+        return port, proto
+
+    def test_host_bytes_through_the_direct_writer(self) -> None:
+        """The channel's direct writer takes host bytes: counted, the timer restarted."""
+        port, proto = self._session(inactivity_ms=1000)
+        channel = port.ctx.channel
+        taken: list[bytes] = []
+        channel.direct_write = lambda data: taken.append(data) is None
+        fast = proto.fast_received
+        port.clock.advance(0.9)
+        fast(b"abc")
+        port.clock.advance(0.9)
+        self.assertEqual((taken, port.device.written), ([b"abc"], b""))
+        self.assertEqual(channel.stats.serial_tx_bytes, 3)
+        self.assertFalse(proto.transport.disconnecting)  # the inactivity timer was restarted
+
+    def test_host_bytes_fall_back(self) -> None:
+        """A writer that cannot write now, no writer, or a closed session: the general path."""
+        port, proto = self._session()
+        channel = port.ctx.channel
+        fast = proto.fast_received
+        channel.direct_write = lambda data: False
+        fast(b"queued")
+        channel.direct_write = None
+        fast(b"plain")
+        self.assertEqual(port.device.written, b"queuedplain")
+        self.assertEqual(channel.stats.serial_tx_bytes, 11)
+        channel.direct_write = lambda data: self.fail("used after close")  # type: ignore[misc]
+        proto.connectionLost()
+        fast(b"late")
+        self.assertEqual(port.device.written, b"queuedplain")
+
+    def test_device_bytes_through_the_direct_sender(self) -> None:
+        """One session, passthrough: device bytes go to its direct sender, not serial_data."""
+        port, proto = self._session()
+        sent: list[bytes] = []
+        proto.direct_serial_data = lambda data: sent.append(data) is None
+        port.device.receive(b"xyz")
+        port.ctx.channel._fast_serial(b"fast")
+        self.assertEqual(proto.transport.value(), b"xyz")  # the serial protocol's own path
+        self.assertEqual(sent, [b"fast"])
+        self.assertEqual(port.ctx.channel.stats.serial_rx_bytes, 7)
+
+    def test_device_bytes_fall_back(self) -> None:
+        """A sender that cannot send now, two sessions or packing: serial_data as before."""
+        from nport_twisted.wire.packing import PackingConfig
+
+        port, proto = self._session(max_connection=2)
+        channel = port.ctx.channel
+        proto.direct_serial_data = lambda data: False
+        channel._fast_serial(b"one")
+        self.assertEqual(proto.transport.value(), b"one")
+        proto.direct_serial_data = lambda data: self.fail("used with two sessions")  # type: ignore[misc]
+        other = TcpServerFactory(port.ctx).buildProtocol(None)
+        port.accept(other, "10.0.0.2")
+        channel._fast_serial(b"two")
+        other.connectionLost()
+        channel.set_packing(PackingConfig(packing_length=4))
+        proto.direct_serial_data = lambda data: self.fail("used with packing")  # type: ignore[misc]
+        channel._fast_serial(b"3456")
+        self.assertEqual(proto.transport.value(), b"onetwo3456")
+
+    def test_no_direct_sender_for_fakes_tls_or_other_protocols(self) -> None:
+        """Without a plain socket (fakes, TLS) or for a session with its own serial_data: none."""
+        from nport_twisted.modes.rfc2217 import Rfc2217Factory
+
+        port, proto = self._session()
+        self.assertIsNone(proto.direct_serial_data)  # FakeTcpTransport: no direct writer
+        rport = FakePort(OpMode.RFC2217)
+        self.addCleanup(rport.stop)
+        rfc = Rfc2217Factory(rport.ctx).buildProtocol(None)
+        self.assertIsNone(rfc._direct_serial_writer())

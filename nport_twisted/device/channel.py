@@ -40,7 +40,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import Interface
 
-from nport_twisted._txinternals import BufferProducer, chained, fast_io, slow_io, write_now
+from nport_twisted._txinternals import (BufferProducer, chained, direct_writer, fast_io, slow_io,
+                                        write_now)
 from nport_twisted.config.settings import SerialSettings
 from nport_twisted.device.adapter import (
     ISerialControl,
@@ -174,6 +175,10 @@ class SerialChannel(service.Service):
         self.dtr = True
         self.rts = True
         self._handle: SerialHandle | None = None
+        #: While the device is open on a plain SerialPort: writes it at once and returns True,
+        #: or returns False when it cannot (_txinternals.direct_writer).  The dedicated relay of
+        #: a raw session uses it (net/session.ChannelSession); it counts serial_tx_bytes itself.
+        self.direct_write: Callable[[bytes], bool] | None = None
         self._protocol: _SerialProtocol | None = None
         self._sessions: list[IChannelSession] = []
         self._jammed: set[IChannelSession] = set()
@@ -348,6 +353,7 @@ class SerialChannel(service.Service):
         handle.transport.registerProducer(BufferProducer(self._set_tx_paused), True)
         # Fewer layers per read where the reactor offers it (_reactor.FastEPollReactor).
         fast_io(self.clock, handle.transport, self._fast_serial)
+        self.direct_write = direct_writer(handle.transport)
         if self._reader_paused:
             handle.transport.pauseProducing()
         self.modem = modem
@@ -413,6 +419,7 @@ class SerialChannel(service.Service):
         if self._handle is not None:
             slow_io(self.clock, self._handle.transport)
         self._handle = None
+        self.direct_write = None
         self._protocol = None
         self.modem = None
         self._counters = None
@@ -715,7 +722,10 @@ class SerialChannel(service.Service):
             stats.frames += 1
             session = sessions[0]
             try:
-                session.serial_data(data)
+                # The dedicated relay (a raw session's direct send), else the session's own.
+                direct = getattr(session, "direct_serial_data", None)
+                if direct is None or not direct(data):
+                    session.serial_data(data)
             except Exception:
                 self._failed(session)
             return

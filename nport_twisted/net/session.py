@@ -45,6 +45,7 @@ from zope.interface import implementer
 from nport_twisted._txinternals import (
     BufferProducer,
     PeerClosed,
+    direct_writer,
     fast_io,
     peer_closed,
     slow_io,
@@ -604,14 +605,20 @@ class ChannelSession(AdmittedSession):
     Subclasses calling the hooks' C{super()} keep this.
     """
 
+    #: The dedicated relay towards the peer (set while admitted, where it applies): the
+    #: channel's lone-session delivery calls it first; False means "take serial_data".
+    direct_serial_data: Callable[[bytes], bool] | None = None
+
     def __init__(self, gate: Gate, channel: SerialChannel) -> None:
         super().__init__(gate)
         self.channel = channel
 
     def admitted(self) -> None:
+        self.direct_serial_data = self._direct_serial_writer()
         self.channel.attach(self)
 
     def closed(self, reason: Failure) -> None:
+        self.direct_serial_data = None
         self.channel.detach(self)
 
     def received(self, data: bytes) -> None:
@@ -620,10 +627,67 @@ class ChannelSession(AdmittedSession):
 
     @property
     def fast_received(self) -> Callable[[bytes], None]:
-        # The raw relay (received not overridden): one call instead of three.
+        # The raw relay (received and touch not overridden): the dedicated relay to the
+        # device, falling back to _relay_received (dataReceived + received, one call).
         if type(self).received is ChannelSession.received:
+            if type(self).touch is AdmittedSession.touch:
+                return self._direct_received()
             return self._relay_received
         return self.dataReceived
+
+    def _direct_received(self) -> Callable[[bytes], None]:
+        """
+        The dedicated relay of the common case (docs/performance.md): host
+        bytes written to the device at once when its transport is plain and
+        idle (the channel's C{direct_write}), counted and touching the
+        inactivity timer as the raw relay does; anything else (no device,
+        its output queued, not admitted) through L{_relay_received}.
+        """
+        channel = self.channel
+        relay = self._relay_received
+
+        def direct_received(data: bytes) -> None:
+            write = channel.direct_write
+            if write is None or not self.is_admitted:
+                relay(data)
+                return
+            try:
+                if not write(data):
+                    relay(data)
+                    return
+                channel.stats.serial_tx_bytes += len(data)
+                if self.timeOut:
+                    self.resetTimeout()
+            except Exception:  # noqa: BLE001 - as dataReceived: only this connection is dropped
+                self._log.failure("{label}: error handling data from {peer}; closing",
+                                  label=self.gate.label, peer=self.peer)
+                self.abort()
+
+        return direct_received
+
+    def _direct_serial_writer(self) -> Callable[[bytes], bool] | None:
+        """
+        The dedicated relay towards the peer: device bytes sent at once on a
+        plain, idle TCP socket, touching the inactivity timer as
+        L{serial_data} does.  Only for the raw relay (serial_data and touch
+        not overridden) without a reply bound; None otherwise (TLS and
+        wrappers have no direct writer).
+        """
+        if (type(self).serial_data is not ChannelSession.serial_data
+                or type(self).touch is not AdmittedSession.touch or self.bounded_replies):
+            return None
+        write = direct_writer(self.transport)
+        if write is None:
+            return None
+
+        def direct_serial_data(data: bytes) -> bool:
+            if not self.is_admitted or not write(data):
+                return False
+            if self.timeOut:
+                self.resetTimeout()
+            return True
+
+        return direct_serial_data
 
     def _relay_received(self, data: bytes) -> None:
         """L{dataReceived} + L{received} of the raw relay, flattened (same rules)."""
