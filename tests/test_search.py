@@ -22,6 +22,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nport_twisted.wire import dsci
+from tests.e2e_util import free_port_offset
 from nport_twisted.config.identity import InterfaceAddress
 from nport_twisted.tools.search import (
     Device,
@@ -55,22 +56,12 @@ def child_env() -> dict[str, str]:
 
 
 def free_offset() -> int:
-    """A port offset whose UDP 4800 and TCP 950, 966, 4900 are free on loopback right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            offset = probe.getsockname()[1] - 4800
-        if offset <= 0 or offset + 4900 > 65535:
-            continue
-        try:
-            for kind, port in ((socket.SOCK_DGRAM, 4800), (socket.SOCK_STREAM, 950),
-                               (socket.SOCK_STREAM, 966), (socket.SOCK_STREAM, 4900)):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port + offset))
-        except OSError:
-            continue
-        return offset
-    raise RuntimeError("no free port offset found")
+    """
+    A port offset under which every port the service opens is free (its
+    telnet and web consoles too: a start that loses one of them to another
+    program exits, and a capture connection accepted meanwhile is reset).
+    """
+    return free_port_offset()
 
 
 class Twistd:
