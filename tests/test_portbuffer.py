@@ -280,3 +280,20 @@ class ServiceTests(SynchronousTestCase):
         """Port buffering is a TCP Server / Real COM feature: other modes ignore the setting."""
         svc, _ = self.service(OpMode.RFC2217, port_buffer_kib=4)
         self.assertIsNone(svc.ports[0].channel._buffer)
+
+
+class NewestBytesTests(SynchronousTestCase):
+    """The offline buffer of TCP Client and Pair Connection keeps the newest bytes."""
+
+    def test_keeps_newest_and_reports_drops_once_per_outage(self) -> None:
+        from nport_twisted.device.portbuffer import NewestBytes
+
+        buf = NewestBytes(8)
+        self.assertEqual(buf.add(b"abcdef"), (0, False))
+        self.assertEqual(buf.add(b"ghij"), (2, True))
+        self.assertEqual(buf.add(b"k"), (1, False))  # the same outage: not a new overflow
+        self.assertEqual(len(buf), 8)
+        self.assertEqual(buf.take(), b"defghijk")
+        self.assertEqual(len(buf), 0)
+        self.assertEqual(buf.add(b"0123456789"), (2, True))  # a new outage after take()
+        self.assertEqual(buf.take(), b"23456789")

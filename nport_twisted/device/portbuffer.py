@@ -211,3 +211,40 @@ def open_buffer(spec: BufferSpec) -> PortBuffer:
                               "memory instead, at most {size} bytes", path=spec.path, error=e,
                               size=min(spec.capacity, 64 << 20))
         return MemoryBuffer(min(spec.capacity, 64 << 20))
+
+
+class NewestBytes:
+    """
+    Serial input held while a client-side mode (TCP Client, Pair Connection)
+    has no peer to send it to: the newest C{limit} bytes, the oldest dropped.
+
+    Unlike port buffering's stores (which keep the first stretch), a link that
+    comes back wants what is current.  L{add} says how many bytes it dropped
+    and whether this is the first overflow since the last L{take}, so the
+    owner counts every drop and logs once per outage.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._data = bytearray()
+        self._overflowed = False
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def add(self, data: bytes) -> tuple[int, bool]:
+        """Keep C{data}; return (bytes dropped, whether this is a new overflow)."""
+        self._data += data
+        excess = len(self._data) - self.limit
+        if excess <= 0:
+            return 0, False
+        del self._data[:excess]
+        first = not self._overflowed
+        self._overflowed = True
+        return excess, first
+
+    def take(self) -> bytes:
+        """Everything held, oldest first; the buffer is empty afterwards."""
+        data, self._data = bytes(self._data), bytearray()
+        self._overflowed = False
+        return data

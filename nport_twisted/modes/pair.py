@@ -44,6 +44,7 @@ from zope.interface import implementer
 
 from nport_twisted.config.settings import AccessibleIPSettings, tcp_server_port
 from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines
+from nport_twisted.device.portbuffer import NewestBytes
 from nport_twisted.modes.tcpclient import (
     BACKOFF_INITIAL,
     BACKOFF_MAX,
@@ -139,8 +140,7 @@ class PairEnd(service.Service):
         self.gate = gate
         self.stats = PairStats()
         self.link: PairLink | None = None
-        self._buffer = bytearray()
-        self._overflow_logged = False
+        self._buffer = NewestBytes(BUFFER_SIZE)
         self._input_paused = False
         self._break_timer: IDelayedCall | None = None
         #: The peer's input lines last reported (None: no link or not yet told).
@@ -210,8 +210,7 @@ class PairEnd(service.Service):
             self._log.info("{channel}: pair {role} linked to {peer}", channel=self.channel.name,
                            role=self.role.name.lower(), peer=link.peer)
             if self._buffer:
-                data, self._buffer = bytes(self._buffer), bytearray()
-                self._overflow_logged = False
+                data = self._buffer.take()
                 link.send(pf.encode_data(data))
             self.update_jam()
 
@@ -285,14 +284,11 @@ class PairEnd(service.Service):
             self.link.send(pf.encode_lines(self._local_lines()))
 
     def _keep(self, data: bytes) -> None:
-        self._buffer += data
-        excess = len(self._buffer) - BUFFER_SIZE
-        if excess > 0:
-            del self._buffer[:excess]
-            self.stats.buffer_dropped += excess
-            self.channel.stats.serial_rx_dropped += excess
-            if not self._overflow_logged:
-                self._overflow_logged = True
+        dropped, first = self._buffer.add(data)
+        if dropped:
+            self.stats.buffer_dropped += dropped
+            self.channel.stats.serial_rx_dropped += dropped
+            if first:
                 self._log.warn("{channel}: no pair peer linked and {size} bytes buffered; "
                                "dropping the oldest serial data", channel=self.channel.name,
                                size=BUFFER_SIZE)

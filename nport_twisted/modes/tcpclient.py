@@ -49,6 +49,7 @@ from zope.interface import implementer
 from nport_twisted._txinternals import BufferProducer
 from nport_twisted.config.settings import ConnectionControl
 from nport_twisted.device.channel import IChannelSession, LineEvents, ModemLines
+from nport_twisted.device.portbuffer import NewestBytes
 from nport_twisted.net.listener import ConnectionInfo
 from nport_twisted.net.session import ClockedTimeout, PortContext, set_keepalive
 
@@ -213,8 +214,7 @@ class TcpClientController(service.Service, ClockedTimeout):
         self.control = ctx.operating.connection_control
         self.stats = TcpClientStats()
         self.wanted = False
-        self._buffer = bytearray()
-        self._overflow_logged = False
+        self._buffer = NewestBytes(BUFFER_SIZE)
         self._no_lines_logged = False
         self._input_paused = False
         self._jammed: set[Destination] = set()
@@ -363,8 +363,7 @@ class TcpClientController(service.Service, ClockedTimeout):
             transport.loseConnection()
             return
         if self._buffer:
-            data, self._buffer = bytes(self._buffer), bytearray()
-            self._overflow_logged = False
+            data = self._buffer.take()
             self._log.info("{channel}: sending {size} buffered bytes to {destination}",
                            channel=self.channel.name, size=len(data), destination=dest.label)
             self._send(dest, data)
@@ -431,14 +430,11 @@ class TcpClientController(service.Service, ClockedTimeout):
 
     def _keep(self, data: bytes) -> None:
         """Buffer serial data while no destination is connected; drop the oldest beyond the limit."""
-        self._buffer += data
-        excess = len(self._buffer) - BUFFER_SIZE
-        if excess > 0:
-            del self._buffer[:excess]
-            self.stats.buffer_dropped += excess
-            self.channel.stats.serial_rx_dropped += excess
-            if not self._overflow_logged:
-                self._overflow_logged = True
+        dropped, first = self._buffer.add(data)
+        if dropped:
+            self.stats.buffer_dropped += dropped
+            self.channel.stats.serial_rx_dropped += dropped
+            if first:
                 self._log.warn("{channel}: no destination connected and {size} bytes buffered; "
                                "dropping the oldest serial data", channel=self.channel.name,
                                size=BUFFER_SIZE)
