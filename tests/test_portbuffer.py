@@ -198,6 +198,28 @@ class ChannelBufferingTests(SynchronousTestCase):
         self.device.receive(b"kept")
         self.assertEqual((bytes(command.data), self.channel.buffered_bytes), (b"", 4))
 
+    def test_fast_reader_keeps_the_buffer_rules(self) -> None:
+        """
+        The reactor's fast reader (FastEPollReactor, the default) follows
+        the same rules: a lone command-only session leaves input buffered,
+        and live input waits behind a drain that takes several turns.
+        """
+        command = Recorder()
+        command.takes_serial_data = False
+        self.channel.attach(command)
+        self.channel._fast_serial(b"kept")
+        self.assertEqual((bytes(command.data), self.channel.buffered_bytes), (b"", 4))
+        self.channel.detach(command)
+        self.channel._DRAIN_PIECE = 2  # type: ignore[misc]
+        self.channel.DRAIN_PER_TURN = 2  # type: ignore[misc]
+        session = Recorder()
+        self.channel.attach(session)
+        self.assertEqual(bytes(session.data), b"ke")
+        self.channel._fast_serial(b"LIVE")  # behind the two bytes still buffered
+        self.clock.advance(0)
+        self.clock.advance(0)
+        self.assertEqual(bytes(session.data), b"keptLIVE")
+
     def test_off_drops_as_before(self) -> None:
         """Without buffering, input without a session is dropped and counted (unchanged)."""
         self.channel.set_port_buffer(None)

@@ -716,7 +716,11 @@ class SerialChannel(service.Service):
         everything else as L{_SerialProtocol.dataReceived} would do it.
         """
         sessions = self._sessions
-        if len(sessions) == 1 and self._passthrough and not self._jammed:
+        # The same conditions as _deliver's short path, plus no packing: with port
+        # buffering on, a lone session may take no data (a command-only ASPP
+        # connection) or still be draining the buffer, so the general path decides.
+        if (len(sessions) == 1 and self._passthrough and not self._jammed
+                and self._buffer is None):
             stats = self.stats
             stats.serial_rx_bytes += len(data)
             stats.frames += 1
