@@ -525,6 +525,76 @@ class WorkShareTests(SynchronousTestCase):
         self.assertEqual(len(ports[0].sent), 2)
 
 
+    def _paced_agent(self, cost: list[float]) -> tuple[Clock, Any, FakeUdpPort, list[str]]:
+        """An agent on a clock whose every answer costs C{cost[0]} s; reading recorded."""
+        clock = Clock()
+        server, _ = make_server(self, clock)
+        ports: list[FakeUdpPort] = []
+
+        def listen(port: int, proto: Any, iface: str) -> FakeUdpPort:
+            ports.append(FakeUdpPort(proto))
+            return ports[-1]
+
+        spent = [0.0]
+
+        def timer() -> float:
+            spent[0] += cost[0]
+            return spent[0]
+
+        agent = SnmpAgentService(server, 10161, interfaces=lambda: IFACES, listen_udp=listen,
+                                 timer=timer)
+        agent.startService()
+        self.addCleanup(agent.stopService)
+        reading: list[str] = []
+        proto = ports[0].proto
+        proto.transport.stopReading = lambda: reading.append("stop")
+        proto.transport.startReading = lambda: reading.append("start")
+        return clock, agent, ports[0], reading
+
+    def test_first_request_after_the_pause_answered(self) -> None:
+        """
+        A manager walking the tree (one request at a time, net-snmp's -r 0)
+        loses nothing to the pacing: whatever the debt, the request read
+        when reading starts again finds a whole token.  (Before: the resume
+        came a rounding error early for some debts, that request was
+        dropped and snmpwalk timed out; seen walking v3 here.)
+        """
+        cost = [0.0]
+        clock, agent, port, reading = self._paced_agent(cost)
+        get = request(V2C, "get", ["1.3"])
+        answered = 0
+        for i in range(300):
+            cost[0] = 0.25 + i * 0.0001237  # every answer over the whole burst: always paused
+            port.proto.datagramReceived(get, ("10.0.0.1", 161))
+            answered += 1
+            self.assertEqual((len(port.sent), reading[-1]), (answered, "stop"), f"request {i}")
+            resume = port.proto._resume  # the call that reads again
+            clock.advance(resume.getTime() - clock.seconds())
+            self.assertEqual(reading[-1], "start")
+        self.assertEqual(agent.stats.rate_limited, 0)
+
+    def test_requests_read_in_the_same_turn_wait(self) -> None:
+        """
+        Twisted's UDP port reads every queued datagram in one doRead, after
+        the pause began too: those are held (at most HELD) and answered when
+        reading starts again, in order; beyond that they are dropped and
+        counted, as the kernel would drop a flood.
+        """
+        from nport_twisted.services.snmp import SnmpProtocol
+
+        cost = [0.3]
+        clock, agent, port, reading = self._paced_agent(cost)
+        proto = port.proto
+        for i in range(1 + SnmpProtocol.HELD + 5):  # the first pauses the agent
+            proto.datagramReceived(request(V2C, "get", ["1.3"]), (f"10.0.1.{i + 1}", 161))
+        self.assertEqual((len(port.sent), agent.stats.rate_limited), (1, 5))
+        cost[0] = 0.001
+        clock.advance(1)
+        self.assertEqual(len(port.sent), 1 + SnmpProtocol.HELD)
+        self.assertEqual([addr[0] for _, addr in port.sent],
+                         [f"10.0.1.{i + 1}" for i in range(1 + SnmpProtocol.HELD)])
+        self.assertEqual(reading[-1], "start")
+
 class TrapSenderTests(SynchronousTestCase):
     def test_unreachable_name_logged_once(self) -> None:
         """A trap server that does not resolve: False, one log line per outage, nothing queued."""

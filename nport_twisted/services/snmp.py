@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +76,14 @@ class SnmpProtocol(DatagramProtocol):
 
     _log = Logger()
 
+    #: Datagrams read after a pause began (Twisted's UDP port reads every
+    #: queued datagram in one doRead) kept for when reading starts again;
+    #: beyond these they are dropped and counted, as the kernel drops a flood.
+    HELD = 16
+    #: Seconds added to the computed pause: the request read first afterwards
+    #: must find a whole token, not one short by a rounding error.
+    RESUME_MARGIN = 0.001
+
     def __init__(self, agent: SnmpAgentService, responder: Responder) -> None:
         from nport_twisted.wire.snmp import peek_version  # pysnmp: loaded only once listening
 
@@ -82,11 +91,13 @@ class SnmpProtocol(DatagramProtocol):
         self.responder = responder
         self._peek = peek_version
         self._resume: Any = None  # the delayed call that reads again after a pause
+        self._held: deque[tuple[bytes, Any]] = deque()
 
     def doStop(self) -> None:
         if self._resume is not None and self._resume.active():
             self._resume.cancel()
         self._resume = None
+        self._held.clear()
 
     def _pace(self, now: float) -> None:
         """
@@ -101,14 +112,28 @@ class SnmpProtocol(DatagramProtocol):
         if missing <= 0 or self._resume is not None or read is None:
             return
         read()
-        self._resume = self.agent.clock.callLater(missing / work.rate, self._read_again)
+        self._resume = self.agent.clock.callLater(missing / work.rate + self.RESUME_MARGIN,
+                                                  self._read_again)
 
     def _read_again(self) -> None:
         self._resume = None
-        if self.transport is not None and hasattr(self.transport, "startReading"):
+        held = self._held
+        while held and self._resume is None:  # in order; a new pause keeps the rest
+            self._answer(*held.popleft())
+        if (self._resume is None and self.transport is not None
+                and hasattr(self.transport, "startReading")):
             self.transport.startReading()
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
+        if self._resume is not None:  # paused, but read in the same doRead: wait
+            if len(self._held) < self.HELD:
+                self._held.append((data, addr))
+            else:
+                self.agent.stats.rate_limited += 1
+            return
+        self._answer(data, addr)
+
+    def _answer(self, data: bytes, addr: Any) -> None:
         host = str(addr[0])
         agent = self.agent
         now = agent.clock.seconds()
