@@ -3,15 +3,15 @@ nport-twisted against ser2net on the same pty "devices", side by side.
 
 Usage (from the repository root; docs/performance.md has a recorded run)::
 
-    python benchmarks/run.py                 # the full run (about 6.5 minutes)
-    python benchmarks/run.py --quick         # about 30 s, noisy: for development
+    python benchmarks/run.py                 # the full run (about 10 minutes)
+    python benchmarks/run.py --quick         # about 50 s, noisy: for development
     python benchmarks/run.py --only nport    # without ser2net
     python benchmarks/run.py --json out.json
 
 One echo process serves the ptys (benchmarks/echo_device.py).  The servers:
-nport-twisted (TCP Server mode, and Real COM mode) and ser2net 4.x with
-chardelay off and with its default chardelay on, each on free TCP ports on
-127.0.0.1.  Measured:
+nport-twisted (TCP Server, Real COM and RFC 2217 mode), ser2net 4.x with
+chardelay off and with its default chardelay on, and socat, each on free
+TCP ports on 127.0.0.1.  Measured:
 
   * one port per server, all servers running at once on their own ptys and
     measured in turns (round-robin batches, so a busy machine slows them
@@ -31,10 +31,12 @@ ser2net raw TCP.  For Real COM, a Twisted subprocess (twisted_client.py)
 drives nport-twisted through our Real COM client and ser2net raw TCP
 through a plain Twisted protocol, with the same tests.
 
-nport-twisted serves at most 16 ports per process (the largest NPort model
-it presents), so N > 16 ports run as ceil(N/16) processes, as one would
-deploy it; CPU and memory are the sums over them.  ser2net serves all ports
-from one process.
+nport-twisted serves up to 32 ports per NPort identity and several
+identities per process (``--box``, each on its own loopback address), so N
+ports run in one process as ceil(N/32) identities; a --baseline version
+without ``--box`` runs 16 ports per process, as many processes as needed,
+and its CPU and memory are the sums over them.  ser2net serves all ports
+from one process; socat needs one process per port.
 
 The runner installs nothing; ser2net must be installed (Debian:
 ``apt-get install ser2net``) unless ``--only nport``.  Every process it
