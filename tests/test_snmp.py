@@ -30,16 +30,9 @@ from nport_twisted.config.settings import (
     AccessibleIP,
     AccessibleIPSettings,
     AutoWarningSettings,
-    DeviceConfig,
     NetworkSettings,
-    OpMode,
-    OperatingSettings,
-    PortConfig,
 )
-from nport_twisted.config.store import SettingsStore
-from nport_twisted.device.lines import ModemLines
 from nport_twisted.events import AuthFailure, Event
-from nport_twisted.server import NPortService
 from nport_twisted.services import snmp_mib
 from nport_twisted.services.hostif import HostInterface, IfCounters
 from nport_twisted.services.snmp import SnmpAgentService, TrapSender
@@ -51,10 +44,9 @@ from nport_twisted.services.warning import (
     NPT_MODEM_LINE_CHANGED,
     NPT_PASSWORD_CHANGED,
 )
-from nport_twisted.testing import FakeSerialDevice
-from tests.monitor_util import make_server, stop_server
-from nport_twisted.wire.mib import Mib, SnmpStats, Value, oid, scalars
+from nport_twisted.wire.mib import Mib, Value, oid, scalars
 from nport_twisted.wire.snmp import V1, V2C, Responder, encode_trap, peek_version
+from tests.monitor_util import make_server, stop_server
 
 COMMUNITY = b"plant-ro"
 IFACES = [
