@@ -247,16 +247,21 @@ class ShellTests(_RealTtyTestCase):
         service = await self.server()
         await self.realtty(self.target, "--link", self.link, "--alive-timeout", "0")
         master = self.pty.attach(self.reactor)
-        stty = subprocess.run(["stty", "-F", self.link, "115200", "raw", "-echo"],
-                              capture_output=True, timeout=TIMEOUT)
-        self.assertEqual(stty.returncode, 0, stty.stderr)
+        # cat holds the tty first and stty changes it under cat's open.  The other way
+        # round stty's own open and close are a session of their own: the server's bytes
+        # could reach that one while it closed (lost, as on a closed serial port) before
+        # cat's open reached the server, which the check below could not tell apart.
         out_path = os.path.join(self.dir, "cat.out")
         with open(out_path, "wb") as out:
             cat = subprocess.Popen(["cat", self.link], stdout=out, stderr=subprocess.STDOUT)
         self.addCleanup(lambda: (cat.poll() is None and cat.kill(), cat.wait(10)))
-        await poll_until(lambda: has_open_file(service.pid, self.pty.path)
-                         and self.server_speed() == termios.B115200, TIMEOUT,
-                         what="cat's open to reach the server at 115200")
+        await poll_until(lambda: has_open_file(service.pid, self.pty.path), TIMEOUT,
+                         what="cat's open to reach the server")
+        stty = subprocess.run(["stty", "-F", self.link, "115200", "raw", "-echo"],
+                              capture_output=True, timeout=TIMEOUT)
+        self.assertEqual(stty.returncode, 0, stty.stderr)
+        await poll_until(lambda: self.server_speed() == termios.B115200, TIMEOUT,
+                         what="stty's 115200 to reach the server")
         master.write(b"from the server\n")
 
         def got() -> bool:
