@@ -255,3 +255,35 @@ class DedicatedRelayTcpServerTests(_ModeTestCase):
         channel._fast_serial(b"pong")  # through the TLS wrapper's write: encrypted
         self.assertEqual((yield reply), b"pong")
         self.assertTrue(answered.is_set())
+
+
+class DedicatedRelayRfc2217Tests(_ModeTestCase):
+    """RFC 2217 on a plain socket: IAC-free data direct, 0xFF escaped through serial_data."""
+
+    @defer.inlineCallbacks
+    def test_direct_and_escaped(self) -> Any:
+        """A BINARY client: plain bytes through the direct sender, 0xFF doubled by serial_data."""
+        from nport_twisted.wire import telnet as t
+
+        _device, channel, port = self.start(OpMode.RFC2217)
+        client = self.connect(port)
+        client.sendall(bytes((t.IAC, t.DO, t.BINARY, t.IAC, t.WILL, t.BINARY,
+                              t.IAC, t.WILL, t.COM_PORT_OPTION)))
+        yield poll_until(lambda: len(channel.sessions) == 1
+                         and getattr(channel.sessions[0], "_binary", False), 10,
+                         what="the session in BINARY")
+        session: Any = channel.sessions[0]
+        self.assertIsNotNone(session.direct_serial_data)
+        used: list[bytes] = []
+        direct = session.direct_serial_data
+        session.direct_serial_data = lambda data: used.append(data) is None and direct(data)
+        client.setblocking(False)
+        got = bytearray()
+        _recv_some(client, got)  # the negotiation
+        got.clear()
+        channel._fast_serial(b"plain")
+        channel._fast_serial(b"a\xffb")
+        yield poll_until(lambda: _recv_some(client, got) and len(got) >= 9, 10,
+                         what="the device bytes")
+        self.assertEqual(bytes(got), b"plaina\xff\xffb")
+        self.assertEqual(used, [b"plain", b"a\xffb"])  # asked both times; the second said no

@@ -645,6 +645,53 @@ class FastPathTests(SynchronousTestCase):
         fast(b"late")
         self.assertEqual(h.device.written, b"")
 
+    def test_fast_reader_uses_the_channel_direct_writer(self) -> None:
+        """
+        IAC-free host data goes to the channel's direct writer (the
+        dedicated relay's, as for a raw session): counted, timer restarted;
+        a writer that cannot write now, or data with IAC, the general path.
+        """
+        h = Harness(self)
+        proto, _ = h.connect()
+        taken: list[bytes] = []
+        h.channel.direct_write = lambda data: taken.append(data) is None
+        proto.fast_received(b"direct")
+        proto.fast_received(b"a\xff\xffb")  # an IAC: the parser and channel.write
+        h.channel.direct_write = lambda data: False
+        proto.fast_received(b"queued")
+        self.assertEqual((taken, h.device.written), ([b"direct"], b"a\xffbqueued"))
+        self.assertEqual(h.channel.stats.serial_tx_bytes, 6 + 3 + 6)
+
+    def test_direct_sender_only_for_plain_unescaped_data(self) -> None:
+        """
+        The direct sender towards the client (given a plain socket's writer)
+        sends IAC-free data with BINARY on; 0xFF, a suspended client, NVT
+        mode or a writer that refuses: False, and serial_data sends as before.
+        """
+        from nport_twisted.modes import rfc2217 as mod
+
+        sent: list[bytes] = []
+        accept = [True]
+        self.patch(mod, "direct_writer",
+                   lambda transport: lambda data: accept[0] and sent.append(data) is None)
+        h = Harness(self)
+        proto, transport = h.connect()
+        direct = proto._direct_serial_writer()
+        assert direct is not None
+        self.assertTrue(direct(b"plain"))
+        self.assertFalse(direct(b"\xff"))
+        proto.dataReceived(request(Cmd.FLOWCONTROL_SUSPEND))
+        self.assertFalse(direct(b"held"))
+        proto.dataReceived(request(Cmd.FLOWCONTROL_RESUME))
+        accept[0] = False
+        self.assertFalse(direct(b"refused"))
+        accept[0] = True
+        proto.dataReceived(neg(t.WONT, t.BINARY) + neg(t.DONT, t.BINARY))
+        self.assertFalse(direct(b"nvt"))
+        self.assertEqual(sent, [b"plain"])
+        proto.connectionLost()
+        self.assertFalse(direct(b"late"))
+
     def test_subclass_with_own_received_keeps_data_received(self) -> None:
         """A subclass overriding received gets dataReceived from the fast reader."""
         class Custom(Rfc2217Protocol):
