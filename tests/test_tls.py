@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import shutil
 import socket
 import ssl
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.application import service
 from twisted.internet import defer, threads
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, ProcessProtocol, Protocol
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from nport_twisted.config.settings import AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
@@ -244,6 +245,52 @@ class FaceTests(_PortTestCase):
         result = yield self.probe(port, expect=3)
         self.assertEqual((result.version, result.failure), ("TLSv1.2", None))
         self.assertEqual(result.data[:2], b"\xff\xfb")  # IAC WILL …
+
+
+class _Collect(ProcessProtocol):
+    """Records a child's stdout and stderr; fires C{ended} with its exit code."""
+
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.err = bytearray()
+        self.ended: defer.Deferred[int] = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def errReceived(self, data: bytes) -> None:
+        self.err += data
+
+    def processEnded(self, reason: Any) -> None:
+        self.ended.callback(reason.value.exitCode)
+
+
+class OpenSslClientTests(_PortTestCase):
+    """A third-party TLS client: OpenSSL's own s_client against Secure TCP Server."""
+
+    skip = None if shutil.which("openssl") else "openssl not installed (Debian package openssl)"
+
+    @defer.inlineCallbacks
+    def test_s_client_both_ways(self) -> Any:
+        """openssl s_client negotiates TLS 1.2 and carries bytes both ways through the device."""
+        device, (data_port, _command) = self.start(OpMode.TCP_SERVER, secure=True)
+        proto = _Collect()
+        process = self.reactor.spawnProcess(
+            proto, shutil.which("openssl"),
+            ["openssl", "s_client", "-connect", f"127.0.0.1:{data_port}", "-brief"],
+            env={"PATH": os.environ.get("PATH", "/usr/bin")})
+        self.addCleanup(lambda: proto.ended.called or process.signalProcess("KILL"))
+        process.write(b"ping\n")  # sent once the handshake is done
+        yield poll_until(lambda: device.written == b"ping\n" or proto.ended.called, 20,
+                         what="s_client's bytes at the device")
+        self.assertEqual(device.written, b"ping\n", bytes(proto.err))
+        device.receive(b"pong\n")
+        yield poll_until(lambda: b"pong" in proto.out or proto.ended.called, 20,
+                         what="the device's bytes at s_client")
+        self.assertEqual(bytes(proto.out), b"pong\n", bytes(proto.err))
+        process.closeStdin()
+        yield proto.ended
+        self.assertIn(b"Protocol version: TLSv1.2", bytes(proto.err))
 
 
 class ClientCertificateTests(_PortTestCase):
