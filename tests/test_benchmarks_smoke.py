@@ -35,7 +35,7 @@ def _ours(pid: int) -> bool:
         return False
     return any(word in cmd for word in (b"echo_device.py", b"twisted_client.py", b"twistd",
                                         b"nport_twisted", b"ser2net", b"socat",
-                                        b"relay_floor.py"))
+                                        b"relay_floor.py", b"load_profile.py"))
 
 
 class RunnerSmokeTests(SynchronousTestCase):
@@ -132,3 +132,22 @@ class WritePathSmokeTests(SynchronousTestCase):
                          ["Twisted write path", "bare os.write"])
         for line in lines:
             self.assertGreater(float(line.split(":")[1].split()[0]), 0.0)
+
+
+class LoadProfileSmokeTests(SynchronousTestCase):
+    """benchmarks/load_profile.py in its shortest form: nport-twisted's line, nothing lost."""
+
+    def test_short_run(self) -> None:
+        if not sys.platform.startswith("linux") or not have_ptys():
+            raise SkipTest("the benchmark needs Linux ptys and /proc")
+        proc = subprocess.run(
+            [sys.executable, os.path.join(REPO_ROOT, "benchmarks", "load_profile.py"),
+             "--only", "nport", "--ports", "2", "--seconds", "1"],
+            capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, check=False)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        (line,) = [line for line in proc.stdout.splitlines() if line.startswith("nport: ")]
+        self.assertIn("2 ports, CPU ", line)
+        self.assertIn("lost 0, altered 0", line)
+        # The pty side: about one read(2) and one write(2) per chunk (no drop, no hold-back).
+        reads = float(line.split("read(2) ")[1].split()[0])
+        self.assertGreater(reads, 0.3)
