@@ -22,7 +22,12 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from nport_twisted._txinternals import direct_writer, unsent_bytes
-from nport_twisted.config.settings import AccessibleIPSettings, OperatingSettings, OpMode, SerialSettings
+from nport_twisted.config.settings import (
+    AccessibleIPSettings,
+    OperatingSettings,
+    OpMode,
+    SerialSettings,
+)
 from nport_twisted.config.tls import server_tls
 from nport_twisted.device.channel import SerialChannel
 from nport_twisted.net.listener import ListenerService, NetTable
@@ -89,7 +94,7 @@ class DirectWriterTcpTests(TestCase):
 
     @defer.inlineCallbacks
     def test_queued_ahead_refused_and_order_kept(self) -> Any:
-        """With bytes queued by transport.write the writer refuses; after the drain it sends again."""
+        """Bytes queued by transport.write: the writer refuses; after the drain it sends again."""
         self.client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)  # no autotuning
         transport = yield self._server_transport()
         write = direct_writer(transport)
@@ -118,7 +123,7 @@ class DirectWriterTcpTests(TestCase):
 
     @defer.inlineCallbacks
     def test_tls_started_refused(self) -> Any:
-        """After startTLS a writer made before refuses (no plaintext on the wire); none is made after."""
+        """After startTLS an earlier writer refuses (no plaintext sent); no new one is made."""
         transport = yield self._server_transport()
         write = direct_writer(transport)
         assert write is not None

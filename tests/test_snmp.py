@@ -485,37 +485,16 @@ class WorkShareTests(SynchronousTestCase):
 
     def test_reading_paused_while_over_the_share(self) -> None:
         """Over the share the agent stops reading (the kernel queues) until it is paid back."""
-        clock = Clock()
-        server, _ = make_server(self, clock)
-        ports: list[FakeUdpPort] = []
-
-        def listen(port: int, proto: Any, iface: str) -> FakeUdpPort:
-            ports.append(FakeUdpPort(proto))
-            return ports[-1]
-
-        spent = [0.0]
-
-        def timer() -> float:
-            spent[0] += 0.3  # one answer: 0.3 s, over the whole 0.25 s burst
-            return spent[0]
-
-        agent = SnmpAgentService(server, 10161, interfaces=lambda: IFACES, listen_udp=listen,
-                                 timer=timer)
-        agent.startService()
-        self.addCleanup(agent.stopService)
-        proto = ports[0].proto
-        reading: list[str] = []
-        proto.transport.stopReading = lambda: reading.append("stop")
-        proto.transport.startReading = lambda: reading.append("start")
+        clock, _agent, port, reading = self._paced_agent([0.3])  # over the 0.25 s burst
+        proto = port.proto
         proto.datagramReceived(request(V2C, "get", ["1.3"]), ("10.0.0.1", 161))
-        self.assertEqual((len(ports[0].sent), reading), (1, ["stop"]))
-        clock.advance(0.12)  # 50 ms of debt, paid back at 0.4 s a second: 0.125 s
+        self.assertEqual((len(port.sent), reading), (1, ["stop"]))
+        clock.advance(0.12)  # 50 ms of debt, paid back at 0.4 s a second: 0.125 s (+1 ms)
         self.assertEqual(reading, ["stop"])
         clock.advance(0.01)
         self.assertEqual(reading, ["stop", "start"])
         proto.datagramReceived(request(V2C, "get", ["1.3"]), ("10.0.0.1", 161))
-        self.assertEqual(len(ports[0].sent), 2)
-
+        self.assertEqual(len(port.sent), 2)
 
     def _paced_agent(self, cost: list[float]) -> tuple[Clock, Any, FakeUdpPort, list[str]]:
         """An agent on a clock whose every answer costs C{cost[0]} s; reading recorded."""
