@@ -264,8 +264,13 @@ class Options(usage.Options):
             "(MOXA's drivers), TCP Server and the other NPort operating modes. Port n of "
             "--ports is NPort serial port n: Real COM data TCP 950+n-1 and command 966+n-1, "
             "TCP Server 4001+n-1 (all shifted by --port-offset); web console TCP 80, "
-            "telnet console TCP 23, discovery UDP 4800, TCP 4900.\n\nDocumentation: "
-            + docs_location())
+            "telnet console TCP 23, discovery UDP 4800, TCP 4900.")
+
+    def getUsage(self, width: int | None = None) -> str:
+        # The documentation path on a line of its own after the option list: Twisted
+        # re-wraps the long description and breaks a path at its hyphens (/tmp/ci-
+        # final/...), so it cannot be copied from there.
+        return f"{super().getUsage(width)}\nDocumentation: {docs_location()}\n"
 
     def getSynopsis(self) -> str:
         if self.prog:

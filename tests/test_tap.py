@@ -443,7 +443,9 @@ class UsageErrorTests(SynchronousTestCase):
         help_ = _run(["-m", "nport_twisted", "--help"])
         self.assertEqual(help_.returncode, 0)
         self.assertIn("Usage: python -m nport_twisted", help_.stdout)
-        docs = help_.stdout.split("Documentation:", 1)[1].split()[0]  # the text may wrap after it
+        # A line of its own, never wrapped (wrapping broke a path at a hyphen: /tmp/ci-\nfinal).
+        (docs,) = [line[len("Documentation: "):] for line in help_.stdout.splitlines()
+                   if line.startswith("Documentation: ")]
         self.assertTrue(os.path.isfile(os.path.join(docs, "user-guide.md")), docs)
 
 
