@@ -695,6 +695,25 @@ class StopTests(SynchronousTestCase):
         self.assertIsNone(transport.producer)
 
 
+class DirectWriteTests(SynchronousTestCase):
+    """SerialChannel.write tries the device's direct writer first, then queues as before."""
+
+    def test_direct_then_queued_then_dropped(self) -> None:
+        """Taken at once and counted; refused: the queued path; closed: dropped and counted."""
+        channel, device, _ = make_channel()
+        taken: list[bytes] = []
+        channel.direct_write = lambda data: taken.append(data) is None
+        self.assertTrue(channel.write(b"now"))
+        channel.direct_write = lambda data: False
+        self.assertTrue(channel.write(b"later"))
+        self.assertEqual((taken, device.written), ([b"now"], b"later"))
+        self.assertEqual(channel.stats.serial_tx_bytes, 8)
+        stop(channel, device)
+        self.assertIsNone(channel.direct_write)  # cleared with the device
+        self.assertFalse(channel.write(b"gone"))
+        self.assertEqual(channel.stats.serial_tx_dropped, 4)
+
+
 class DeliveryFastPathTests(SynchronousTestCase):
     """
     One attached, unjammed session takes the channel's short delivery path;

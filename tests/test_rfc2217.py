@@ -645,21 +645,22 @@ class FastPathTests(SynchronousTestCase):
         fast(b"late")
         self.assertEqual(h.device.written, b"")
 
-    def test_fast_reader_uses_the_channel_direct_writer(self) -> None:
+    def test_host_data_through_the_channel_direct_writer(self) -> None:
         """
-        IAC-free host data goes to the channel's direct writer (the
-        dedicated relay's, as for a raw session): counted, timer restarted;
-        a writer that cannot write now, or data with IAC, the general path.
+        Host data reaches the channel's direct writer (the dedicated relay's,
+        used by SerialChannel.write), the fast reader's and the parser's
+        (0xFF undoubled) alike: counted; a writer that cannot write now
+        leaves it to the queued path.
         """
         h = Harness(self)
         proto, _ = h.connect()
         taken: list[bytes] = []
         h.channel.direct_write = lambda data: taken.append(data) is None
         proto.fast_received(b"direct")
-        proto.fast_received(b"a\xff\xffb")  # an IAC: the parser and channel.write
+        proto.fast_received(b"a\xff\xffb")  # an IAC: the parser, then channel.write
         h.channel.direct_write = lambda data: False
         proto.fast_received(b"queued")
-        self.assertEqual((taken, h.device.written), ([b"direct"], b"a\xffbqueued"))
+        self.assertEqual((taken, h.device.written), ([b"direct", b"a\xffb"], b"queued"))
         self.assertEqual(h.channel.stats.serial_tx_bytes, 6 + 3 + 6)
 
     def test_direct_sender_only_for_plain_unescaped_data(self) -> None:

@@ -176,8 +176,8 @@ class SerialChannel(service.Service):
         self.rts = True
         self._handle: SerialHandle | None = None
         #: While the device is open on a plain SerialPort: writes it at once and returns True,
-        #: or returns False when it cannot (_txinternals.direct_writer).  The dedicated relay of
-        #: a raw session uses it (net/session.ChannelSession); it counts serial_tx_bytes itself.
+        #: or returns False when it cannot (_txinternals.direct_writer).  L{write} tries it
+        #: first (the dedicated relay's host-to-device half, for every session).
         self.direct_write: Callable[[bytes], bool] | None = None
         self._protocol: _SerialProtocol | None = None
         self._sessions: list[IChannelSession] = []
@@ -802,6 +802,10 @@ class SerialChannel(service.Service):
         before (FIFO).  Returns False (and counts the bytes as dropped)
         when the device is not open.
         """
+        direct = self.direct_write
+        if direct is not None and direct(data):  # plain and idle: sent at once, nothing queued
+            self.stats.serial_tx_bytes += len(data)
+            return True
         if self._handle is None:
             self.stats.serial_tx_dropped += len(data)
             return False

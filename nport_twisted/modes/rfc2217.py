@@ -199,14 +199,8 @@ class Rfc2217Protocol(ChannelSession):
         if (self.is_admitted and self._cr_nul is None and not self._backlog
                 and self._parser.in_data and _IAC not in data):
             try:
-                channel = self.ctx.channel
-                write = channel.direct_write  # the dedicated relay's writer, as the raw relay's
-                if write is not None and self._plain_touch and write(data):
-                    channel.stats.serial_tx_bytes += len(data)
-                    self.resetTimeout()
-                else:
-                    channel.write(data)
-                    self.touch()
+                self.ctx.channel.write(data)
+                self.touch()
             except Exception:  # noqa: BLE001 - as dataReceived: only this connection is dropped
                 self._log.failure("{label}: error handling data from {peer}; closing",
                                   label=self.gate.label, peer=self.peer)
@@ -455,10 +449,6 @@ class Rfc2217Protocol(ChannelSession):
         else:
             self.ctx.channel.stats.serial_rx_dropped += len(data)
 
-    @property
-    def _plain_touch(self) -> bool:
-        return type(self).touch is AdmittedSession.touch
-
     def _direct_serial_writer(self) -> Callable[[bytes], bool] | None:
         """
         The dedicated relay towards the client (docs/performance.md): device
@@ -468,9 +458,9 @@ class Rfc2217Protocol(ChannelSession):
         L{serial_data}.  Serial data is bounded by the jam rule, not by the
         reply bound (L{_send}); a direct send happens only when nothing is
         queued, so it never overtakes a reply.  None for TLS and wrappers, or
-        a subclass with its own serial_data or touch.
+        a subclass with its own serial_data.
         """
-        if type(self).serial_data is not Rfc2217Protocol.serial_data or not self._plain_touch:
+        if type(self).serial_data is not Rfc2217Protocol.serial_data:
             return None
         write = direct_writer(self.transport)
         if write is None:
@@ -480,7 +470,7 @@ class Rfc2217Protocol(ChannelSession):
             if (not self._binary or self.suspended or _IAC in data or not self.is_admitted
                     or not write(data)):
                 return False
-            self.resetTimeout()
+            self.touch()
             return True
 
         return direct_serial_data

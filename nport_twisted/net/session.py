@@ -627,43 +627,11 @@ class ChannelSession(AdmittedSession):
 
     @property
     def fast_received(self) -> Callable[[bytes], None]:
-        # The raw relay (received and touch not overridden): the dedicated relay to the
-        # device, falling back to _relay_received (dataReceived + received, one call).
+        # The raw relay (received not overridden): dataReceived + received in one call;
+        # channel.write sends at once through the device's direct writer where it can.
         if type(self).received is ChannelSession.received:
-            if type(self).touch is AdmittedSession.touch:
-                return self._direct_received()
             return self._relay_received
         return self.dataReceived
-
-    def _direct_received(self) -> Callable[[bytes], None]:
-        """
-        The dedicated relay of the common case (docs/performance.md): host
-        bytes written to the device at once when its transport is plain and
-        idle (the channel's C{direct_write}), counted and touching the
-        inactivity timer as the raw relay does; anything else (no device,
-        its output queued, not admitted) through L{_relay_received}.
-        """
-        channel = self.channel
-        relay = self._relay_received
-
-        def direct_received(data: bytes) -> None:
-            write = channel.direct_write
-            if write is None or not self.is_admitted:
-                relay(data)
-                return
-            try:
-                if not write(data):
-                    relay(data)
-                    return
-                channel.stats.serial_tx_bytes += len(data)
-                if self.timeOut:
-                    self.resetTimeout()
-            except Exception:  # noqa: BLE001 - as dataReceived: only this connection is dropped
-                self._log.failure("{label}: error handling data from {peer}; closing",
-                                  label=self.gate.label, peer=self.peer)
-                self.abort()
-
-        return direct_received
 
     def _direct_serial_writer(self) -> Callable[[bytes], bool] | None:
         """
