@@ -128,15 +128,20 @@ def _ms(v: float | None) -> float | None:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, all its threads (/proc/PID/stat); 0 if it is gone."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """utime and stime of a process, all its threads (/proc/PID/stat); 0, 0 if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             text = f.read()
     except OSError:
-        return 0.0
+        return 0.0, 0.0
     fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK  # fields 14 and 15 of stat(5)
+    return int(fields[11]) / _TICK, int(fields[12]) / _TICK  # fields 14 and 15 of stat(5)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, all its threads (/proc/PID/stat); 0 if it is gone."""
+    return sum(cpu_split(pid))
 
 
 def status_kib(pid: int, key: str) -> int:

@@ -31,20 +31,12 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import run  # noqa: E402  (benchmarks/run.py: servers, echo device, load)
-from common import CpuMeter  # noqa: E402
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
+from common import CpuMeter, cpu_split  # noqa: E402
 
 def user_system(pids: list[int]) -> tuple[float, float]:
     """utime and stime in seconds, summed over C{pids} (all threads)."""
-    user = system = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        user += int(fields[11])
-        system += int(fields[12])
-    return user / _TICK, system / _TICK
+    splits = [cpu_split(pid) for pid in pids]
+    return sum(u for u, _ in splits), sum(s for _, s in splits)
 
 
 def io_calls(pids: list[int]) -> tuple[int, int]:
